@@ -1,0 +1,82 @@
+# LegoML: the only entry point a newcomer needs. `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.legoml-installed
+PYPROJECTS := pyproject.toml $(wildcard packages/*/pyproject.toml) $(wildcard apps/*/pyproject.toml)
+DISTRIBUTIONS := packages/core packages/nn packages/data packages/metrics packages/track apps/mnist
+EDITABLES := -e packages/core -e packages/nn -e packages/data -e packages/metrics \
+	-e 'packages/track[plot]' -e apps/mnist
+
+# Offline machines: use the shared MNIST mirror when it sits beside the checkout.
+SHARED_MNIST := $(abspath ../shared/datasets/mnist)
+ifneq ($(wildcard $(SHARED_MNIST)/SHA256SUMS.raw),)
+export LEGOML_MNIST_MIRROR ?= $(SHARED_MNIST)
+endif
+
+PYTEST_ARGS ?=
+ARGS ?=
+NPROC ?= 2
+
+.PHONY: help install test test-unit test-packaging test-reliability lint typecheck contracts \
+	train train-ddp eval bench dist data clean
+
+help: ## list the targets
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
+
+$(STAMP): $(PYPROJECTS)
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q $(EDITABLES) --group dev
+	@touch $@
+
+install: ## create/refresh .venv: every distribution editable + dev tools
+	@rm -f $(STAMP)
+	@$(MAKE) --no-print-directory $(STAMP)
+
+data: $(STAMP) ## prepare verified MNIST under data/
+	$(PY) -m legoml.data
+
+test: $(STAMP) data ## unit + integration tests, mypy --strict, import contracts
+	$(PY) -m pytest -m "not slow and not packaging" $(PYTEST_ARGS)
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+
+test-packaging: $(STAMP) dist ## install each wheel alone with only its declared dependencies
+	$(PY) -m pytest -m packaging tests/packaging $(PYTEST_ARGS)
+
+test-reliability: $(STAMP) data ## long kill-and-resume / fault-injection variants
+	$(PY) -m pytest -m slow tests/reliability $(PYTEST_ARGS)
+
+lint: $(STAMP) ## ruff
+	$(VENV)/bin/ruff check .
+
+typecheck: $(STAMP) ## mypy --strict on every package
+	$(VENV)/bin/mypy
+
+contracts: $(STAMP) ## import-linter dependency contracts
+	$(VENV)/bin/lint-imports
+
+train: $(STAMP) data ## train the default MNIST experiment (ARGS="--epochs 2 ...")
+	$(VENV)/bin/legoml-mnist train $(ARGS)
+
+train-ddp: $(STAMP) data ## distributed training under torchrun (NPROC=2)
+	$(VENV)/bin/torchrun --standalone --nproc_per_node=$(NPROC) -m legoml_mnist train --distributed $(ARGS)
+
+eval: $(STAMP) data ## evaluate the latest checkpoint (or CKPT=path)
+	$(VENV)/bin/legoml-mnist eval $(if $(CKPT),--checkpoint $(CKPT)) $(ARGS)
+
+bench: $(STAMP) data ## run benchmarks/, write benchmarks/results/*.json, print a table
+	$(PY) benchmarks/run_all.py
+
+dist: $(STAMP) ## build a wheel + sdist per distribution into dist/
+	@rm -rf dist
+	@for d in $(DISTRIBUTIONS); do $(PY) -m build --no-isolation --outdir dist $$d >/dev/null || exit 1; done
+	@ls dist
+
+clean: ## remove build outputs (keeps data/ and runs/)
+	rm -rf dist .mypy_cache .pytest_cache .ruff_cache

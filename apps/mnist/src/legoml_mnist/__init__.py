@@ -1,0 +1,1 @@
+"""legoml-mnist: the MNIST app wiring every LegoML package."""

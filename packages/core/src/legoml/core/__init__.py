@@ -1,0 +1,3 @@
+"""legoml-core."""
+
+__all__: list[str] = []

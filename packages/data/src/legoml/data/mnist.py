@@ -1,0 +1,271 @@
+"""MNIST (and any dataset in the same IDX layout) found, fetched, verified and held in memory.
+
+Files are looked for under the dataset root (argument, ``LEGOML_DATA_DIR``, or ``data``),
+copied from a mirror (argument or ``LEGOML_MNIST_MIRROR``: a directory or URL) or downloaded
+from the public mirrors. Every file is checked against the SHA-256 of its decompressed
+content before a single byte is used; a fetched file only lands under the root once verified.
+
+Run ``python -m legoml.data`` to prepare the data (``make data`` does this).
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import shutil
+import struct
+import sys
+import tempfile
+import urllib.error
+import urllib.request
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+import torch
+
+from legoml.data.errors import CorruptDataError, DataError, MissingDataError
+
+__all__ = [
+    "MNIST",
+    "IdxDataset",
+    "Split",
+    "dataset_root",
+    "prepare_mnist",
+    "load_mnist",
+]
+
+log = structlog.get_logger(__name__)
+
+DATA_DIR_ENV = "LEGOML_DATA_DIR"
+MIRROR_ENV = "LEGOML_MNIST_MIRROR"
+_URL_SCHEMES = ("http://", "https://", "file://")
+
+
+@dataclass(frozen=True)
+class IdxDataset:
+    """Where a dataset in MNIST's IDX layout lives and what its files must hash to."""
+
+    name: str
+    splits: dict[str, tuple[str, str]]
+    sha256: dict[str, str]
+    urls: tuple[str, ...]
+
+    def files(self) -> list[str]:
+        return [name for pair in self.splits.values() for name in pair]
+
+
+MNIST = IdxDataset(
+    name="mnist",
+    splits={
+        "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+        "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+    },
+    sha256={
+        "train-images-idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+        "train-labels-idx1-ubyte": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+        "t10k-images-idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+        "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+    },
+    urls=(
+        "https://ossci-datasets.s3.amazonaws.com/mnist/",
+        "https://storage.googleapis.com/cvdf-datasets/mnist/",
+    ),
+)
+
+@dataclass(frozen=True)
+class Split:
+    """One split in memory: ``images`` uint8 N×H×W, ``labels`` int64 N."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+
+def dataset_root(root: str | os.PathLike[str] | None = None) -> Path:
+    """The dataset root: ``root``, else ``$LEGOML_DATA_DIR``, else ``data``."""
+    if root is not None:
+        return Path(root)
+    return Path(os.environ.get(DATA_DIR_ENV) or "data")
+
+
+def prepare_mnist(
+    root: str | os.PathLike[str] | None = None,
+    mirror: str | os.PathLike[str] | None = None,
+    dataset: IdxDataset = MNIST,
+) -> Path:
+    """Find or fetch the four files of ``dataset``, verify them all, return their folder."""
+    folder = dataset_root(root) / dataset.name
+    for name in dataset.files():
+        _read_verified(_ensure_file(folder, name, dataset, mirror), dataset.sha256[name])
+    return folder
+
+
+def load_mnist(
+    split: str,
+    root: str | os.PathLike[str] | None = None,
+    mirror: str | os.PathLike[str] | None = None,
+    dataset: IdxDataset = MNIST,
+) -> Split:
+    """Load ``split`` ("train" or "test") of ``dataset`` into memory, verified."""
+    if split not in dataset.splits:
+        raise DataError(
+            f"unknown split {split!r} for {dataset.name}: choose one of {sorted(dataset.splits)}"
+        )
+    folder = dataset_root(root) / dataset.name
+    image_name, label_name = dataset.splits[split]
+    image_path = _ensure_file(folder, image_name, dataset, mirror)
+    label_path = _ensure_file(folder, label_name, dataset, mirror)
+    images = _parse_idx(_read_verified(image_path, dataset.sha256[image_name]), image_path, 3)
+    labels = _parse_idx(_read_verified(label_path, dataset.sha256[label_name]), label_path, 1)
+    if images.shape[0] != labels.shape[0]:
+        raise CorruptDataError(
+            f"{image_path} holds {images.shape[0]} images but {label_path} holds "
+            f"{labels.shape[0]} labels: delete both and run `make data` again"
+        )
+    return Split(images=images, labels=labels.to(torch.int64))
+
+
+def _local_candidates(folder: Path, name: str) -> list[Path]:
+    return [folder / f"{name}.gz", folder / name]
+
+
+def _ensure_file(
+    folder: Path, name: str, dataset: IdxDataset, mirror: str | os.PathLike[str] | None
+) -> Path:
+    """Path of ``name`` under ``folder``, fetching it first when it is not there."""
+    for candidate in _local_candidates(folder, name):
+        if candidate.is_file():
+            return candidate
+    source = mirror if mirror is not None else os.environ.get(MIRROR_ENV) or None
+    folder.mkdir(parents=True, exist_ok=True)
+    if source is None:
+        return _download_public(folder, name, dataset)
+    text = os.fspath(source)
+    if text.startswith(_URL_SCHEMES):
+        return _download(folder, name, dataset, [text.rstrip("/") + "/"])
+    return _copy_from_directory(folder, name, dataset, Path(text))
+
+
+def _copy_from_directory(folder: Path, name: str, dataset: IdxDataset, mirror: Path) -> Path:
+    if not mirror.is_dir():
+        raise MissingDataError(
+            f"MNIST mirror directory {mirror} does not exist: point {MIRROR_ENV} (or mirror=) "
+            f"at a folder holding {name}.gz, or unset it to download"
+        )
+    for source in _local_candidates(mirror, name):
+        if source.is_file():
+            target = folder / source.name
+            with source.open("rb") as src:
+                _install_verified(src.read(), target, dataset.sha256[name], origin=str(source))
+            log.info("dataset_file_copied", file=str(target), mirror=str(mirror))
+            return target
+    raise MissingDataError(
+        f"{name}.gz is missing from the mirror {mirror}: put the file there or choose "
+        f"another mirror with {MIRROR_ENV}"
+    )
+
+
+def _download_public(folder: Path, name: str, dataset: IdxDataset) -> Path:
+    return _download(folder, name, dataset, list(dataset.urls))
+
+
+def _download(folder: Path, name: str, dataset: IdxDataset, bases: list[str]) -> Path:
+    problems: list[str] = []
+    for base in bases:
+        url = f"{base}{name}.gz"
+        try:
+            with urllib.request.urlopen(url, timeout=60) as response:
+                payload = response.read()
+        except (urllib.error.URLError, OSError) as err:
+            problems.append(f"{url}: {err}")
+            continue
+        target = folder / f"{name}.gz"
+        _install_verified(payload, target, dataset.sha256[name], origin=url)
+        log.info("dataset_file_downloaded", file=str(target), url=url)
+        return target
+    raise MissingDataError(
+        f"could not fetch {name}.gz ({'; '.join(problems)}): set {MIRROR_ENV} to a local "
+        "folder or URL holding the MNIST files"
+    )
+
+
+def _install_verified(payload: bytes, target: Path, expected: str, origin: str) -> None:
+    """Verify ``payload`` then place it at ``target`` atomically; refuse it otherwise."""
+    _verify_bytes(payload, target.name.endswith(".gz"), expected, origin)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(payload)
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _read_verified(path: Path, expected: str) -> bytes:
+    """The decompressed content of ``path`` after checking its SHA-256."""
+    try:
+        payload = path.read_bytes()
+    except OSError as err:
+        raise MissingDataError(f"cannot read {path}: {err}") from err
+    return _verify_bytes(payload, path.name.endswith(".gz"), expected, str(path))
+
+
+def _verify_bytes(payload: bytes, compressed: bool, expected: str, origin: str) -> bytes:
+    fix = "delete it and run `make data` again (or point LEGOML_MNIST_MIRROR at a good copy)"
+    if compressed:
+        try:
+            payload = gzip.decompress(payload)
+        except EOFError as err:
+            raise CorruptDataError(f"{origin} is truncated ({err}): {fix}") from err
+        except (OSError, zlib.error) as err:
+            raise CorruptDataError(f"{origin} is corrupt, not a valid gzip file ({err}): {fix}") from err
+    digest = hashlib.sha256(payload).hexdigest()
+    if digest != expected:
+        raise CorruptDataError(
+            f"{origin} failed SHA-256 verification (got {digest[:12]}…, expected "
+            f"{expected[:12]}…): it is corrupt, truncated or the wrong file; {fix}"
+        )
+    return payload
+
+
+def _parse_idx(payload: bytes, path: Path, ndim: int) -> torch.Tensor:
+    """Decode an unsigned-byte IDX file into a uint8 tensor."""
+    if len(payload) < 4 or payload[0:2] != b"\x00\x00" or payload[2] != 0x08 or payload[3] != ndim:
+        raise CorruptDataError(f"{path} is not a {ndim}-d unsigned-byte IDX file: delete it")
+    header = 4 + 4 * ndim
+    dims = struct.unpack(f">{ndim}I", payload[4:header])
+    count = 1
+    for d in dims:
+        count *= d
+    if len(payload) - header != count:
+        raise CorruptDataError(
+            f"{path} holds {len(payload) - header} bytes of data, its header says {count}: "
+            "delete it and run `make data` again"
+        )
+    data = torch.frombuffer(bytearray(payload[header:]), dtype=torch.uint8)
+    return data.reshape(dims)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m legoml.data [ROOT]``: prepare and verify MNIST, print its folder."""
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        folder = prepare_mnist(args[0] if args else None)
+    except DataError as err:
+        sys.stderr.write(f"error: {err}\n")
+        return 1
+    sys.stdout.write(f"MNIST verified in {folder}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

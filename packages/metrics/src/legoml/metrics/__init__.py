@@ -1,0 +1,3 @@
+"""legoml-metrics."""
+
+__all__: list[str] = []

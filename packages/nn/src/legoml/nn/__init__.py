@@ -1,0 +1,3 @@
+"""legoml-nn."""
+
+__all__: list[str] = []

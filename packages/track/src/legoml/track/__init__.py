@@ -1,0 +1,3 @@
+"""legoml-track."""
+
+__all__: list[str] = []
