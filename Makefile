@@ -46,7 +46,14 @@ test: $(STAMP) data ## unit + integration tests, mypy --strict, import contracts
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
-test-packaging: $(STAMP) dist ## install each wheel alone with only its declared dependencies
+# A torch-only environment that each library wheel is tried in, alone with its dependencies.
+PKG_VENV := .venv-pkg
+$(PKG_VENV)/.torch-installed:
+	@test -x $(PKG_VENV)/bin/python || $(PYTHON) -m venv $(PKG_VENV)
+	$(PKG_VENV)/bin/python -m pip install -q torch torchvision
+	@touch $@
+
+test-packaging: $(STAMP) dist $(PKG_VENV)/.torch-installed ## install each wheel alone with only its declared dependencies
 	$(PY) -m pytest -m packaging tests/packaging $(PYTEST_ARGS)
 
 test-reliability: $(STAMP) data ## long kill-and-resume / fault-injection variants
