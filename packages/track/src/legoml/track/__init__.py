@@ -1,3 +1,78 @@
-"""legoml-track."""
+"""legoml-track: run directories of plain files, crash-safe scalars, safe atomic checkpoints.
 
-__all__: list[str] = []
+Checkpoint functions (torch) and TrackingCallback (legoml-core) are imported on first use, so
+``import legoml.track`` stays light (the CLI lists runs without loading torch).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from ._errors import CheckpointError, MissingExtraError, RunError, TrackError
+from ._run import Run, config_to_dict, run
+from ._scalars import SCALARS_HEADER, ScalarRow, read_scalars
+from ._store import RunInfo, list_runs, read_run
+from ._tensorboard import TensorBoardSink
+from .plot import plot_runs
+
+if TYPE_CHECKING:
+    from .callback import ScalarSinkLike, TrackingCallback
+    from .checkpoints import (
+        CheckpointInfo,
+        checkpoint_info,
+        find_latest_checkpoint,
+        load_checkpoint,
+        load_model_from_checkpoint,
+        save_checkpoint,
+    )
+
+__all__ = [
+    "SCALARS_HEADER",
+    "CheckpointError",
+    "CheckpointInfo",
+    "MissingExtraError",
+    "Run",
+    "RunError",
+    "RunInfo",
+    "ScalarRow",
+    "ScalarSinkLike",
+    "TensorBoardSink",
+    "TrackError",
+    "TrackingCallback",
+    "checkpoint_info",
+    "config_to_dict",
+    "find_latest_checkpoint",
+    "list_runs",
+    "load_checkpoint",
+    "load_model_from_checkpoint",
+    "plot_runs",
+    "read_run",
+    "read_scalars",
+    "run",
+    "save_checkpoint",
+]
+
+_LAZY = {
+    "TrackingCallback": "callback",
+    "ScalarSinkLike": "callback",
+    "CheckpointInfo": "checkpoints",
+    "checkpoint_info": "checkpoints",
+    "find_latest_checkpoint": "checkpoints",
+    "load_checkpoint": "checkpoints",
+    "load_model_from_checkpoint": "checkpoints",
+    "save_checkpoint": "checkpoints",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

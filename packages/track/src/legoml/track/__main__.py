@@ -1,0 +1,7 @@
+"""``python -m legoml.track`` runs the ``legoml-track`` command."""
+
+from .cli import main
+
+__all__: list[str] = []
+
+raise SystemExit(main())

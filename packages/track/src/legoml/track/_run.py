@@ -1,0 +1,406 @@
+"""A run directory: config, meta, crash-safe scalars and event logs, artifacts, checkpoints."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import shutil
+import threading
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any, Literal, SupportsFloat
+
+import structlog
+
+from ._atomic import atomic_write, atomic_write_json
+from ._errors import RunError
+from ._events import EventLog
+from ._flatten import config_differences
+from ._lines import LineAppender
+from ._meta import environment_info, git_info, now_iso, parse_iso
+from ._scalars import SCALARS_HEADER, format_rows, to_float
+from ._tensorboard import TensorBoardSink, require_tensorboard
+
+__all__ = ["Run", "config_to_dict", "run"]
+
+log = structlog.get_logger(__name__)
+
+Status = Literal["running", "completed", "failed"]
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+_TEXT_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]*$")
+
+
+def config_to_dict(config: object) -> dict[str, Any]:
+    """A JSON-safe dict from a Node-like object (anything with ``to_dict()``) or a mapping."""
+    if config is None:
+        return {}
+    to_dict = getattr(config, "to_dict", None)
+    data = to_dict() if callable(to_dict) else config
+    if not isinstance(data, Mapping):
+        raise RunError(
+            f"config must be a mapping or have to_dict(), got {type(config).__name__}; "
+            "pass a dict or a Node"
+        )
+    try:
+        return dict(json.loads(json.dumps(dict(data), allow_nan=True)))
+    except (TypeError, ValueError) as exc:
+        raise RunError(f"config cannot be written as JSON ({exc}); use plain values") from exc
+
+
+def _slug(name: str) -> str:
+    return _UNSAFE.sub("-", name).strip("-.")[:64] or "run"
+
+
+def _make_unique_dir(root: Path, slug: str) -> Path:
+    """``<root>/<YYYYmmdd-HHMMSS>-<slug>-<6 hex>``, created atomically (safe across processes)."""
+    for _ in range(64):
+        candidate = root / f"{time.strftime('%Y%m%d-%H%M%S')}-{slug}-{secrets.token_hex(3)}"
+        try:
+            candidate.mkdir()
+        except FileExistsError:
+            continue
+        return candidate
+    raise RunError(f"could not create a unique run directory under {root}")
+
+
+def _find_run_dir(path: Path) -> Path:
+    """The run directory for ``path``: itself, or the run holding a file such as a checkpoint."""
+    for candidate in (path, *list(path.parents)[:2]):
+        if (candidate / "meta.json").is_file():
+            return candidate
+    raise RunError(f"cannot resume {path}: no meta.json there; pass a run directory")
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise RunError(f"cannot read {path}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise RunError(f"{path} does not hold a JSON object")
+    return data
+
+
+class Run:
+    """One experiment on disk. Create it with :func:`run`; use it as a context manager.
+
+    Example::
+
+        import tempfile
+        from legoml.track import run
+
+        with run("demo", root=tempfile.mkdtemp(), config={"lr": 0.1}) as r:
+            r.log_scalars({"train/loss": 0.7}, step=1, epoch=1)
+            r.set_final_metrics({"test/accuracy": 0.9})
+        print(r.dir, r.status)
+    """
+
+    def __init__(
+        self,
+        directory: Path,
+        meta: dict[str, Any],
+        *,
+        resumed: bool,
+        tensorboard: bool,
+    ) -> None:
+        self.dir = directory
+        self.is_resumed = resumed
+        self._meta = meta
+        self._lock = threading.RLock()
+        self._closed = False
+        for sub in ("logs", "artifacts", "checkpoints"):
+            (directory / sub).mkdir(exist_ok=True)
+        self._scalars = LineAppender(directory / "logs" / "scalars.csv", header=SCALARS_HEADER)
+        self._events = EventLog(directory / "logs" / "events.jsonl")
+        self._tb: TensorBoardSink | None = None
+        if tensorboard:
+            self._tb = TensorBoardSink(directory / "tensorboard")
+        self._write_meta()
+
+    # -- creation ---------------------------------------------------------------------------
+    @classmethod
+    def create(
+        cls,
+        name: str | None = None,
+        root: str | Path = "runs",
+        config: object = None,
+        seed: int | None = None,
+        *,
+        tensorboard: bool = False,
+    ) -> Run:
+        """Make a new uniquely named run directory under ``root`` and start the run."""
+        config_dict = config_to_dict(config)
+        if tensorboard:
+            require_tensorboard()
+        root = Path(root)
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            directory = _make_unique_dir(root, _slug(name or "run"))
+        except OSError as exc:
+            raise RunError(f"cannot create a run under {root}: {exc.strerror or exc}") from exc
+        atomic_write_json(directory / "config.json", config_dict)
+        git = git_info()
+        meta: dict[str, Any] = {
+            "name": name or "run",
+            "id": directory.name,
+            "status": "running",
+            "start": now_iso(),
+            "end": None,
+            "duration_s": None,
+            "seed": seed,
+            "error": None,
+            **environment_info(),
+            "git_commit": git["commit"],
+            "git_dirty": git["dirty"],
+            "resumes": [],
+            "final_metrics": {},
+        }
+        new = cls(directory, meta, resumed=False, tensorboard=tensorboard)
+        new._events.write("info", "run started", run=directory.name)
+        log.info("run started", run=str(directory))
+        return new
+
+    @classmethod
+    def resume(
+        cls,
+        path: str | Path,
+        config: object = None,
+        seed: int | None = None,
+        *,
+        tensorboard: bool = False,
+    ) -> Run:
+        """Reopen an existing run (or the run holding ``path``) and append to it."""
+        directory = _find_run_dir(Path(path))
+        meta = _read_json(directory / "meta.json")
+        _check_scalars_header(directory / "logs" / "scalars.csv")
+        if tensorboard:
+            require_tensorboard()
+        entry: dict[str, Any] = {"time": now_iso(), "previous_status": meta.get("status")}
+        if config is not None:
+            changed = _replace_config(directory, config_to_dict(config))
+            if changed:
+                entry["config_changed"] = changed
+        if seed is not None and seed != meta.get("seed"):
+            entry["previous_seed"] = meta.get("seed")
+            meta["seed"] = seed
+        env = environment_info()
+        entry.update(host=env["host"], pid=env["pid"], git_commit=git_info()["commit"])
+        meta.update(status="running", end=None, duration_s=None, error=None)
+        meta.update(host=env["host"], pid=env["pid"])
+        meta.setdefault("resumes", []).append(entry)
+        meta["final_metrics"] = meta.pop("final_metrics", None) or {}  # keep it the last key
+        resumed = cls(directory, meta, resumed=True, tensorboard=tensorboard)
+        resumed._events.write("info", "run resumed", run=directory.name)
+        log.info("run resumed", run=str(directory))
+        return resumed
+
+    # -- paths and state --------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return str(self._meta.get("name", self.dir.name))
+
+    @property
+    def status(self) -> Status:
+        status: Status = self._meta["status"]
+        return status
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        """A copy of what meta.json holds."""
+        with self._lock:
+            return json.loads(json.dumps(self._meta, default=str))  # type: ignore[no-any-return]
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.dir / "logs"
+
+    @property
+    def artifacts_dir(self) -> Path:
+        return self.dir / "artifacts"
+
+    @property
+    def checkpoints_dir(self) -> Path:
+        return self.dir / "checkpoints"
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return _read_json(self.dir / "config.json")
+
+    # -- logging ----------------------------------------------------------------------------
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RunError(f"run {self.dir} is closed; log inside the `with run(...)` block")
+
+    def log_scalar(
+        self, name: str, value: SupportsFloat, step: int, epoch: int | None = None
+    ) -> None:
+        """Append one value to logs/scalars.csv."""
+        self.log_scalars({name: value}, step, epoch)
+
+    def log_scalars(
+        self, values: Mapping[str, SupportsFloat], step: int, epoch: int | None = None
+    ) -> None:
+        """Append one CSV row per value; on disk (in the OS) before this returns."""
+        self._check_open()
+        lines = format_rows(values.items(), step, epoch, time.time())
+        self._scalars.write_lines(lines)
+        if self._tb is not None:
+            try:
+                self._tb.log_scalars(values, step, epoch)
+            except Exception as exc:  # the CSV is the source of truth; never fail training here
+                log.warning("tensorboard write failed", run=str(self.dir), error=str(exc))
+
+    def log_text(self, name: str, text: str) -> Path:
+        """Append ``text`` (plus a newline when missing) to ``logs/<name>.txt``."""
+        self._check_open()
+        if not _TEXT_NAME.match(name) or name.endswith(".txt"):
+            raise RunError(f"text log name {name!r} must be a plain file stem like 'report'")
+        path = self.logs_dir / f"{name}.txt"
+        with self._lock, open(path, "a", encoding="utf-8") as handle:
+            handle.write(text if text.endswith("\n") else text + "\n")
+        return path
+
+    def log_event(self, event: str, level: str = "info", **fields: Any) -> None:
+        """Append a structured JSON line to logs/events.jsonl."""
+        self._check_open()
+        self._events.write(level, event, **fields)
+
+    def structlog_tee(
+        self, logger: Any, method_name: str, event_dict: Mapping[str, Any]
+    ) -> Mapping[str, Any]:
+        """A structlog processor copying every log entry into this run's events.jsonl.
+
+        ``structlog.configure(processors=[run.structlog_tee, *your_processors])``; after the run
+        is closed it passes entries through untouched.
+        """
+        if not self._closed:
+            fields = {key: value for key, value in event_dict.items() if key != "event"}
+            self._events.write(method_name, str(event_dict.get("event", "")), **fields)
+        return event_dict
+
+    def save_artifact(self, source: str | os.PathLike[str] | bytes, name: str) -> Path:
+        """Copy a file (or write bytes) to ``artifacts/<name>`` atomically; returns the path."""
+        self._check_open()
+        relative = Path(name)
+        if not name or relative.is_absolute() or ".." in relative.parts:
+            raise RunError(f"artifact name {name!r} must be a relative path inside artifacts/")
+        target = self.artifacts_dir / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(source, (bytes, bytearray, memoryview)):
+            data = bytes(source)
+            atomic_write(target, lambda handle: handle.write(data))
+            return target
+        path = Path(source)
+        if not path.is_file():
+            raise RunError(f"artifact source {path} is not a file; pass a file path or bytes")
+
+        def copy(handle: IO[bytes]) -> None:
+            with open(path, "rb") as src:
+                shutil.copyfileobj(src, handle)
+
+        atomic_write(target, copy)
+        return target
+
+    def set_final_metrics(self, metrics: Mapping[str, SupportsFloat]) -> None:
+        """Merge ``metrics`` into meta.json's ``final_metrics`` (written immediately)."""
+        values = {str(key): to_float(str(key), value) for key, value in metrics.items()}
+        with self._lock:
+            self._meta["final_metrics"].update(values)
+            self._write_meta()
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def _write_meta(self) -> None:
+        with self._lock:
+            atomic_write_json(self.dir / "meta.json", self._meta)
+
+    def close(self, error: BaseException | str | None = None) -> None:
+        """Finish the run: status ``completed`` (or ``failed`` with ``error``); idempotent."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            end = now_iso()
+            start, stop = parse_iso(self._meta.get("start")), parse_iso(end)
+            status: Status = "completed" if error is None else "failed"
+            message = None
+            if isinstance(error, BaseException):
+                message = f"{type(error).__name__}: {error}".rstrip(": ")
+            elif error is not None:
+                message = error
+            self._meta.update(status=status, end=end, error=message)
+            if start is not None and stop is not None:
+                self._meta["duration_s"] = round((stop - start).total_seconds(), 3)
+            self._meta["final_metrics"] = self._meta.pop("final_metrics")  # keep it last
+            try:
+                self._events.write(
+                    "info" if error is None else "error", f"run {status}", error=message
+                )
+            finally:
+                self._scalars.close()
+                self._events.close()
+                if self._tb is not None:
+                    self._tb.close()
+                self._write_meta()
+        log.info("run finished", run=str(self.dir), status=status, error=message)
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if isinstance(exc, SystemExit) and exc.code in (None, 0):
+            exc = None
+        self.close(exc)
+
+    def __repr__(self) -> str:
+        return f"Run({str(self.dir)!r}, status={self.status!r})"
+
+
+def _check_scalars_header(path: Path) -> None:
+    if not path.exists() or path.stat().st_size == 0:
+        return
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        first = handle.readline()
+    if first.endswith("\n") and first.rstrip("\r\n") != SCALARS_HEADER:
+        raise RunError(f"{path} does not start with the header {SCALARS_HEADER!r}; cannot append")
+
+
+def _replace_config(directory: Path, new: dict[str, Any]) -> list[str]:
+    """Write a changed config on resume, keeping the previous one as an artifact."""
+    path = directory / "config.json"
+    old = _read_json(path) if path.exists() else {}
+    changed = sorted(config_differences([old, new]))
+    if changed:
+        archive = directory / "artifacts"
+        archive.mkdir(exist_ok=True)
+        index = len(list(archive.glob("config-before-resume-*.json"))) + 1
+        atomic_write_json(archive / f"config-before-resume-{index}.json", old)
+        atomic_write_json(path, new)
+    return changed
+
+
+def run(
+    name: str | None = None,
+    root: str | Path = "runs",
+    config: object = None,
+    resume: str | Path | None = None,
+    seed: int | None = None,
+    *,
+    tensorboard: bool = False,
+) -> Run:
+    """Start a run under ``root`` (or resume the run directory ``resume``); use with ``with``.
+
+    Leaving the ``with`` block marks the run completed, or failed (with the error) when an
+    exception escapes; rows already logged are on disk either way.
+    """
+    if resume is not None:
+        return Run.resume(resume, config=config, seed=seed, tensorboard=tensorboard)
+    return Run.create(name, root, config, seed, tensorboard=tensorboard)

@@ -1,0 +1,149 @@
+"""TrackingCallback: an engine callback that logs training loss and epoch metrics to a run.
+
+The only module of legoml.track that imports legoml-core, so ``import legoml.track`` stays
+light.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any, Protocol, SupportsFloat, runtime_checkable
+
+import structlog
+import torch
+
+__all__ = ["ScalarSinkLike", "TrackingCallback"]
+
+log = structlog.get_logger(__name__)
+
+
+@runtime_checkable
+class ScalarSinkLike(Protocol):
+    """Anything that accepts scalars the way :class:`legoml.track.Run` does."""
+
+    def log_scalars(
+        self, values: Mapping[str, SupportsFloat], step: int, epoch: int | None = None
+    ) -> None: ...
+
+
+def _is_rank_zero() -> bool:
+    dist = torch.distributed
+    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, torch.Tensor):
+        return float(value.detach().float().item()) if value.numel() == 1 else None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    return None
+
+
+class TrackingCallback:
+    """Log ``train/loss`` (and learning rate) every N steps and all engine metrics per epoch.
+
+    Rows use the engine's ``global_step`` and ``epoch``. Under ``torch.distributed`` only rank 0
+    writes.
+
+    Example::
+
+        import tempfile
+        from legoml.track import TrackingCallback, run
+
+        with run("demo", root=tempfile.mkdtemp()) as r:
+            callback = TrackingCallback(r, log_every_n_steps=10)
+            # trainer.callbacks.append(callback); trainer.loop(loader, max_epochs=2)
+    """
+
+    def __init__(
+        self,
+        run: ScalarSinkLike,
+        log_every_n_steps: int = 50,
+        *,
+        loss_name: str = "train/loss",
+        lr_name: str | None = "train/lr",
+        log_epoch_metrics: bool = True,
+        log_timings: bool = False,
+    ) -> None:
+        if isinstance(log_every_n_steps, bool) or not isinstance(log_every_n_steps, int):
+            raise TypeError(f"log_every_n_steps must be an int >= 0, got {log_every_n_steps!r}")
+        if log_every_n_steps < 0:
+            raise ValueError(f"log_every_n_steps must be >= 0 (0 = never), got {log_every_n_steps}")
+        self.run = run
+        self.log_every_n_steps = log_every_n_steps
+        self.loss_name = loss_name
+        self.lr_name = lr_name
+        self.log_epoch_metrics = log_epoch_metrics
+        self.log_timings = log_timings
+
+    def _write(self, values: Mapping[str, float], engine: Any) -> None:
+        if values:
+            state = engine.state
+            self.run.log_scalars(values, int(state.global_step), int(state.epoch))
+
+    def _loss(self, output: Any) -> float | None:
+        loss = output.get("loss") if isinstance(output, Mapping) else getattr(output, "loss", None)
+        return None if loss is None else _number(loss)
+
+    def on_engine_start(self, engine: Any, context: Any) -> None:
+        """No-op (the run already records its start)."""
+
+    def on_epoch_start(self, engine: Any, context: Any) -> None:
+        """No-op."""
+
+    def on_step_start(self, engine: Any, context: Any) -> None:
+        """No-op."""
+
+    def on_step_end(self, engine: Any, context: Any) -> None:
+        """Every ``log_every_n_steps`` global steps: the step's loss and the current lr."""
+        every = self.log_every_n_steps
+        if every == 0 or engine.state.global_step % every != 0 or not _is_rank_zero():
+            return
+        values: dict[str, float] = {}
+        loss = self._loss(engine.state.output)
+        if loss is not None:
+            values[self.loss_name] = loss
+        optimizer = getattr(context, "optimizer", None)
+        if self.lr_name is not None and optimizer is not None and optimizer.param_groups:
+            lr = _number(optimizer.param_groups[0].get("lr"))
+            if lr is not None:
+                values[self.lr_name] = lr
+        self._write(values, engine)
+
+    def on_epoch_end(self, engine: Any, context: Any) -> None:
+        """Every entry of ``engine.state.metrics`` (and timings when asked)."""
+        if not _is_rank_zero():
+            return
+        values: dict[str, float] = {}
+        if self.log_epoch_metrics:
+            for name, value in dict(engine.state.metrics).items():
+                number = _number(value)
+                if number is None:
+                    log.debug("metric is not a scalar; not logged", metric=name)
+                else:
+                    values[str(name)] = number
+        if self.log_timings:
+            for name, seconds in dict(getattr(engine.state, "timings", {}) or {}).items():
+                number = _number(seconds)
+                if number is not None and math.isfinite(number):
+                    values[f"time/{name}"] = number
+        self._write(values, engine)
+
+    def on_engine_end(self, engine: Any, context: Any) -> None:
+        """No-op (closing the run is the owner's job)."""
+
+    def on_exception(self, engine: Any, context: Any, exception: BaseException) -> None:
+        """Record the error in the run's event log when the run has one."""
+        log_event = getattr(self.run, "log_event", None)
+        if callable(log_event) and _is_rank_zero():
+            try:
+                log_event(
+                    "engine exception",
+                    level="error",
+                    error=f"{type(exception).__name__}: {exception}",
+                    global_step=int(engine.state.global_step),
+                    epoch=int(engine.state.epoch),
+                )
+            except Exception as exc:  # never mask the original error
+                log.warning("could not record engine exception", error=str(exc))
