@@ -55,10 +55,14 @@ def _slug(name: str) -> str:
     return _UNSAFE.sub("-", name).strip("-.")[:64] or "run"
 
 
+def _timestamp() -> str:
+    return time.strftime("%Y%m%d-%H%M%S")
+
+
 def _make_unique_dir(root: Path, slug: str) -> Path:
     """``<root>/<YYYYmmdd-HHMMSS>-<slug>-<6 hex>``, created atomically (safe across processes)."""
     for _ in range(64):
-        candidate = root / f"{time.strftime('%Y%m%d-%H%M%S')}-{slug}-{secrets.token_hex(3)}"
+        candidate = root / f"{_timestamp()}-{slug}-{secrets.token_hex(3)}"
         try:
             candidate.mkdir()
         except FileExistsError:
