@@ -1,16 +1,45 @@
 """legoml-data: verified MNIST held in memory, served in fast deterministic batches."""
 
-from legoml.data.errors import CorruptDataError, DataError, MissingDataError
-from legoml.data.mnist import MNIST, IdxDataset, Split, dataset_root, load_mnist, prepare_mnist
+from legoml.data.batches import EpochLoader, collate_images, move_to_device, normalize_images
+from legoml.data.errors import CorruptDataError, DataConfigError, DataError, MissingDataError
+from legoml.data.loader import BatchLoader
+from legoml.data.mnist import (
+    FASHION_MNIST,
+    MNIST,
+    IdxDataset,
+    Split,
+    dataset_root,
+    load_fashion_mnist,
+    load_mnist,
+    prepare_mnist,
+)
+from legoml.data.splits import limit, subset, train_val_split
+from legoml.data.transforms import BatchTransform, Compose, Lambda, RandomAffine, RandomShift
 
 __all__ = [
+    "FASHION_MNIST",
     "MNIST",
+    "BatchLoader",
+    "BatchTransform",
+    "Compose",
     "CorruptDataError",
+    "DataConfigError",
     "DataError",
+    "EpochLoader",
     "IdxDataset",
+    "Lambda",
     "MissingDataError",
+    "RandomAffine",
+    "RandomShift",
     "Split",
+    "collate_images",
     "dataset_root",
+    "limit",
+    "load_fashion_mnist",
     "load_mnist",
+    "move_to_device",
+    "normalize_images",
     "prepare_mnist",
+    "subset",
+    "train_val_split",
 ]

@@ -1,8 +1,8 @@
-"""Errors of legoml-data: each message names the file and the fix."""
+"""Errors of legoml-data: each message names the file or argument and the fix."""
 
 from __future__ import annotations
 
-__all__ = ["DataError", "MissingDataError", "CorruptDataError"]
+__all__ = ["DataError", "MissingDataError", "CorruptDataError", "DataConfigError"]
 
 
 class DataError(Exception):
@@ -15,3 +15,7 @@ class MissingDataError(DataError):
 
 class CorruptDataError(DataError):
     """A dataset file is truncated, corrupt or not the expected file."""
+
+
+class DataConfigError(DataError, ValueError):
+    """A loader, split or transform argument is invalid (or a state does not fit the loader)."""

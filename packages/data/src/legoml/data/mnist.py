@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import http.client
 import os
-import shutil
 import struct
 import sys
 import tempfile
@@ -29,11 +29,13 @@ import torch
 from legoml.data.errors import CorruptDataError, DataError, MissingDataError
 
 __all__ = [
+    "FASHION_MNIST",
     "MNIST",
     "IdxDataset",
     "Split",
     "dataset_root",
     "prepare_mnist",
+    "load_fashion_mnist",
     "load_mnist",
 ]
 
@@ -41,17 +43,25 @@ log = structlog.get_logger(__name__)
 
 DATA_DIR_ENV = "LEGOML_DATA_DIR"
 MIRROR_ENV = "LEGOML_MNIST_MIRROR"
+FASHION_MIRROR_ENV = "LEGOML_FASHION_MNIST_MIRROR"
 _URL_SCHEMES = ("http://", "https://", "file://")
 
 
 @dataclass(frozen=True)
 class IdxDataset:
-    """Where a dataset in MNIST's IDX layout lives and what its files must hash to."""
+    """Where a dataset in MNIST's IDX layout lives and what its files must hash to.
+
+    ``name`` is the folder under the dataset root; ``splits`` maps a split to its (images,
+    labels) file names (stored as ``<file>.gz`` or uncompressed); ``sha256`` holds the SHA-256
+    of each file's *decompressed* content; ``urls`` are the fallback mirrors (``https://`` or
+    ``file://`` folders, tried in order) used when ``mirror_env`` names no mirror.
+    """
 
     name: str
     splits: dict[str, tuple[str, str]]
     sha256: dict[str, str]
     urls: tuple[str, ...]
+    mirror_env: str = MIRROR_ENV
 
     def files(self) -> list[str]:
         return [name for pair in self.splits.values() for name in pair]
@@ -74,6 +84,25 @@ MNIST = IdxDataset(
         "https://storage.googleapis.com/cvdf-datasets/mnist/",
     ),
 )
+
+# Checksums computed from the decompressed files of Debian's ``dataset-fashion-mnist``
+# package; that package's folder is tried first, then the public mirror torchvision uses.
+FASHION_MNIST = IdxDataset(
+    name="fashion-mnist",
+    splits=MNIST.splits,
+    sha256={
+        "train-images-idx3-ubyte": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+        "train-labels-idx1-ubyte": "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+        "t10k-images-idx3-ubyte": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+        "t10k-labels-idx1-ubyte": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+    },
+    urls=(
+        "file:///usr/share/datasets/fashion-mnist/",
+        "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+    ),
+    mirror_env=FASHION_MIRROR_ENV,
+)
+
 
 @dataclass(frozen=True)
 class Split:
@@ -101,7 +130,8 @@ def prepare_mnist(
     """Find or fetch the four files of ``dataset``, verify them all, return their folder."""
     folder = dataset_root(root) / dataset.name
     for name in dataset.files():
-        _read_verified(_ensure_file(folder, name, dataset, mirror), dataset.sha256[name])
+        path = _ensure_file(folder, name, dataset, mirror)
+        _read_verified(path, dataset.sha256[name], dataset.mirror_env)
     return folder
 
 
@@ -120,14 +150,24 @@ def load_mnist(
     image_name, label_name = dataset.splits[split]
     image_path = _ensure_file(folder, image_name, dataset, mirror)
     label_path = _ensure_file(folder, label_name, dataset, mirror)
-    images = _parse_idx(_read_verified(image_path, dataset.sha256[image_name]), image_path, 3)
-    labels = _parse_idx(_read_verified(label_path, dataset.sha256[label_name]), label_path, 1)
+    env = dataset.mirror_env
+    images = _parse_idx(_read_verified(image_path, dataset.sha256[image_name], env), image_path, 3)
+    labels = _parse_idx(_read_verified(label_path, dataset.sha256[label_name], env), label_path, 1)
     if images.shape[0] != labels.shape[0]:
         raise CorruptDataError(
             f"{image_path} holds {images.shape[0]} images but {label_path} holds "
             f"{labels.shape[0]} labels: delete both and run `make data` again"
         )
     return Split(images=images, labels=labels.to(torch.int64))
+
+
+def load_fashion_mnist(
+    split: str,
+    root: str | os.PathLike[str] | None = None,
+    mirror: str | os.PathLike[str] | None = None,
+) -> Split:
+    """Fashion-MNIST through the same code path (mirror env: ``LEGOML_FASHION_MNIST_MIRROR``)."""
+    return load_mnist(split, root=root, mirror=mirror, dataset=FASHION_MNIST)
 
 
 def _local_candidates(folder: Path, name: str) -> list[Path]:
@@ -141,7 +181,7 @@ def _ensure_file(
     for candidate in _local_candidates(folder, name):
         if candidate.is_file():
             return candidate
-    source = mirror if mirror is not None else os.environ.get(MIRROR_ENV) or None
+    source = mirror if mirror is not None else os.environ.get(dataset.mirror_env) or None
     folder.mkdir(parents=True, exist_ok=True)
     if source is None:
         return _download_public(folder, name, dataset)
@@ -154,19 +194,22 @@ def _ensure_file(
 def _copy_from_directory(folder: Path, name: str, dataset: IdxDataset, mirror: Path) -> Path:
     if not mirror.is_dir():
         raise MissingDataError(
-            f"MNIST mirror directory {mirror} does not exist: point {MIRROR_ENV} (or mirror=) "
-            f"at a folder holding {name}.gz, or unset it to download"
+            f"{dataset.name} mirror directory {mirror} does not exist: point "
+            f"{dataset.mirror_env} (or mirror=) at a folder holding {name}.gz, or unset it "
+            "to download"
         )
     for source in _local_candidates(mirror, name):
         if source.is_file():
             target = folder / source.name
             with source.open("rb") as src:
-                _install_verified(src.read(), target, dataset.sha256[name], origin=str(source))
+                _install_verified(
+                    src.read(), target, dataset.sha256[name], str(source), dataset.mirror_env
+                )
             log.info("dataset_file_copied", file=str(target), mirror=str(mirror))
             return target
     raise MissingDataError(
         f"{name}.gz is missing from the mirror {mirror}: put the file there or choose "
-        f"another mirror with {MIRROR_ENV}"
+        f"another mirror with {dataset.mirror_env}"
     )
 
 
@@ -181,22 +224,25 @@ def _download(folder: Path, name: str, dataset: IdxDataset, bases: list[str]) ->
         try:
             with urllib.request.urlopen(url, timeout=60) as response:
                 payload = response.read()
-        except (urllib.error.URLError, OSError) as err:
+        except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as err:
             problems.append(f"{url}: {err}")
             continue
         target = folder / f"{name}.gz"
-        _install_verified(payload, target, dataset.sha256[name], origin=url)
+        _install_verified(payload, target, dataset.sha256[name], url, dataset.mirror_env)
         log.info("dataset_file_downloaded", file=str(target), url=url)
         return target
+    tried = "; ".join(problems) or "no mirror configured"
     raise MissingDataError(
-        f"could not fetch {name}.gz ({'; '.join(problems)}): set {MIRROR_ENV} to a local "
-        "folder or URL holding the MNIST files"
+        f"could not fetch {name}.gz ({tried}): set {dataset.mirror_env} to a local "
+        f"folder or URL holding the {dataset.name} files"
     )
 
 
-def _install_verified(payload: bytes, target: Path, expected: str, origin: str) -> None:
+def _install_verified(
+    payload: bytes, target: Path, expected: str, origin: str, mirror_env: str = MIRROR_ENV
+) -> None:
     """Verify ``payload`` then place it at ``target`` atomically; refuse it otherwise."""
-    _verify_bytes(payload, target.name.endswith(".gz"), expected, origin)
+    _verify_bytes(payload, target.name.endswith(".gz"), expected, origin, mirror_env)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as out:
@@ -210,24 +256,28 @@ def _install_verified(payload: bytes, target: Path, expected: str, origin: str) 
         raise
 
 
-def _read_verified(path: Path, expected: str) -> bytes:
+def _read_verified(path: Path, expected: str, mirror_env: str = MIRROR_ENV) -> bytes:
     """The decompressed content of ``path`` after checking its SHA-256."""
     try:
         payload = path.read_bytes()
     except OSError as err:
         raise MissingDataError(f"cannot read {path}: {err}") from err
-    return _verify_bytes(payload, path.name.endswith(".gz"), expected, str(path))
+    return _verify_bytes(payload, path.name.endswith(".gz"), expected, str(path), mirror_env)
 
 
-def _verify_bytes(payload: bytes, compressed: bool, expected: str, origin: str) -> bytes:
-    fix = "delete it and run `make data` again (or point LEGOML_MNIST_MIRROR at a good copy)"
+def _verify_bytes(
+    payload: bytes, compressed: bool, expected: str, origin: str, mirror_env: str = MIRROR_ENV
+) -> bytes:
+    fix = f"delete it and run `make data` again (or point {mirror_env} at a good copy)"
     if compressed:
         try:
             payload = gzip.decompress(payload)
         except EOFError as err:
             raise CorruptDataError(f"{origin} is truncated ({err}): {fix}") from err
-        except (OSError, zlib.error) as err:
-            raise CorruptDataError(f"{origin} is corrupt, not a valid gzip file ({err}): {fix}") from err
+        except (OSError, zlib.error, ValueError) as err:
+            raise CorruptDataError(
+                f"{origin} is corrupt, not a valid gzip file ({err}): {fix}"
+            ) from err
     digest = hashlib.sha256(payload).hexdigest()
     if digest != expected:
         raise CorruptDataError(
@@ -242,6 +292,8 @@ def _parse_idx(payload: bytes, path: Path, ndim: int) -> torch.Tensor:
     if len(payload) < 4 or payload[0:2] != b"\x00\x00" or payload[2] != 0x08 or payload[3] != ndim:
         raise CorruptDataError(f"{path} is not a {ndim}-d unsigned-byte IDX file: delete it")
     header = 4 + 4 * ndim
+    if len(payload) < header:
+        raise CorruptDataError(f"{path} ends inside its IDX header: delete it")
     dims = struct.unpack(f">{ndim}I", payload[4:header])
     count = 1
     for d in dims:
@@ -251,6 +303,8 @@ def _parse_idx(payload: bytes, path: Path, ndim: int) -> torch.Tensor:
             f"{path} holds {len(payload) - header} bytes of data, its header says {count}: "
             "delete it and run `make data` again"
         )
+    if count == 0:
+        return torch.empty(dims, dtype=torch.uint8)
     data = torch.frombuffer(bytearray(payload[header:]), dtype=torch.uint8)
     return data.reshape(dims)
 
