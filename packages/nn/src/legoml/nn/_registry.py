@@ -1,0 +1,42 @@
+"""The table of registered node types: the only classes a config may name.
+
+Lookups are plain dict reads by tag; nothing is ever imported or resolved by string.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from legoml.nn._text import closest, short
+from legoml.nn.errors import ConfigError
+
+__all__ = ["add", "lookup", "snapshot"]
+
+_TYPES: dict[str, type[Any]] = {}
+
+
+def add(tag: str, cls: type[Any]) -> None:
+    """Register ``cls`` under ``tag``; a tag already used by another class is an error."""
+    old = _TYPES.get(tag)
+    if old is not None and (old.__module__, old.__qualname__) != (cls.__module__, cls.__qualname__):
+        raise ConfigError(
+            f"node type {tag!r} is already registered by {old.__module__}.{old.__qualname__}; "
+            f"rename {cls.__qualname__} or give it its own tag: class {cls.__name__}(..., tag='...')"
+        )
+    _TYPES[tag] = cls
+
+
+def lookup(tag: object, path: str = "") -> type[Any]:
+    """The class registered under ``tag``; unknown tags raise naming the closest tags."""
+    if not isinstance(tag, str):
+        raise ConfigError(f"'type' must be a registered node type name, got {short(tag)}", path)
+    cls = _TYPES.get(tag)
+    if cls is None:
+        hint = (closest(tag, sorted(_TYPES)) if len(tag) <= 200 else "") or "; see legoml.nn.registered_nodes()"
+        raise ConfigError(f"unknown node type {short(tag)}, not a registered Node{hint}", path)
+    return cls
+
+
+def snapshot() -> dict[str, type[Any]]:
+    """A copy of the registry (tag -> class)."""
+    return dict(_TYPES)

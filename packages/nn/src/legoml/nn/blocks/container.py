@@ -1,0 +1,48 @@
+"""``SequentialNode`` and the small layers that make it useful (flatten, dropout)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from torch import nn
+
+from legoml.nn.blocks._common import Probability
+from legoml.nn.node import ModuleNode
+
+__all__ = ["DropoutNode", "FlattenNode", "SequentialNode"]
+
+
+@dataclass(frozen=True)
+class FlattenNode(ModuleNode):
+    """``nn.Flatten``."""
+
+    start_dim: int = 1
+    end_dim: int = -1
+
+    def build(self) -> nn.Module:
+        return nn.Flatten(self.start_dim, self.end_dim)
+
+
+@dataclass(frozen=True)
+class DropoutNode(ModuleNode):
+    """``nn.Dropout``."""
+
+    p: Probability = 0.5
+
+    def build(self) -> nn.Module:
+        return nn.Dropout(self.p)
+
+
+@dataclass(frozen=True)
+class SequentialNode(ModuleNode):
+    """``nn.Sequential`` of any module nodes, built in order (sizes left ``None`` become lazy).
+
+    >>> SequentialNode([FlattenNode(), LinearBlockNode(out_features=3)]).build()(
+    ...     torch.zeros(2, 1, 4, 4)).shape
+    torch.Size([2, 3])
+    """
+
+    layers: list[ModuleNode] = field(default_factory=list)
+
+    def build(self) -> nn.Module:
+        return nn.Sequential(*(layer.build() for layer in self.layers))

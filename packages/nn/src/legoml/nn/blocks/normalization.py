@@ -1,0 +1,112 @@
+"""Normalization nodes. Their size may be left ``None``: the enclosing block passes its width.
+
+Blocks call ``norm.build(num_features)``; standalone, a batch norm with no size becomes the
+lazy variant, while layer/group norm need their size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from torch import nn
+
+from legoml.nn._schema import Check
+from legoml.nn.blocks._common import Positive, resolve_size
+from legoml.nn.errors import BuildError, ConfigError
+from legoml.nn.node import ModuleNode
+
+__all__ = ["BatchNorm1dNode", "BatchNorm2dNode", "GroupNormNode", "LayerNormNode", "NormNode"]
+
+Eps = Annotated[float, Check(gt=0.0)]
+Momentum = Annotated[float, Check(gt=0.0, le=1.0)]
+
+
+class NormNode(ModuleNode, register=False):
+    """Base of normalization nodes: a field typed ``NormNode`` accepts any of them.
+
+    >>> BatchNorm2dNode().build(16)
+    BatchNorm2d(16, eps=1e-05, momentum=0.1, affine=True, track_running_stats=True)
+    """
+
+    def build(self, num_features: int | None = None) -> nn.Module:
+        raise NotImplementedError(f"{type(self).__name__} does not define build()")
+
+
+@dataclass(frozen=True)
+class BatchNorm2dNode(NormNode):
+    """``nn.BatchNorm2d`` over (N, C, H, W); ``nn.LazyBatchNorm2d`` when the size is unknown."""
+
+    num_features: Positive | None = None
+    eps: Eps = 1e-5
+    momentum: Momentum = 0.1
+    affine: bool = True
+    track_running_stats: bool = True
+
+    def build(self, num_features: int | None = None) -> nn.Module:
+        size = resolve_size(self.num_features, num_features, "num_features")
+        args = (self.eps, self.momentum, self.affine, self.track_running_stats)
+        return nn.LazyBatchNorm2d(*args) if size is None else nn.BatchNorm2d(size, *args)
+
+
+@dataclass(frozen=True)
+class BatchNorm1dNode(NormNode):
+    """``nn.BatchNorm1d`` over (N, C) or (N, C, L); lazy when the size is unknown."""
+
+    num_features: Positive | None = None
+    eps: Eps = 1e-5
+    momentum: Momentum = 0.1
+    affine: bool = True
+    track_running_stats: bool = True
+
+    def build(self, num_features: int | None = None) -> nn.Module:
+        size = resolve_size(self.num_features, num_features, "num_features")
+        args = (self.eps, self.momentum, self.affine, self.track_running_stats)
+        return nn.LazyBatchNorm1d(*args) if size is None else nn.BatchNorm1d(size, *args)
+
+
+@dataclass(frozen=True)
+class LayerNormNode(NormNode):
+    """``nn.LayerNorm`` over the last dimension (features of a linear block).
+
+    For conv feature maps use ``GroupNormNode(num_groups=1)``, which normalizes (C, H, W).
+    """
+
+    normalized_shape: Positive | None = None
+    eps: Eps = 1e-5
+    elementwise_affine: bool = True
+
+    def build(self, num_features: int | None = None) -> nn.Module:
+        size = resolve_size(self.normalized_shape, num_features, "normalized_shape")
+        if size is None:
+            raise BuildError("LayerNormNode needs normalized_shape when built on its own")
+        return nn.LayerNorm(size, self.eps, self.elementwise_affine)
+
+
+@dataclass(frozen=True)
+class GroupNormNode(NormNode):
+    """``nn.GroupNorm``: channels split into ``num_groups`` groups (1 group ~ layer norm)."""
+
+    num_groups: Positive = 8
+    num_channels: Positive | None = None
+    eps: Eps = 1e-5
+    affine: bool = True
+
+    def validate(self) -> None:
+        if self.num_channels is not None:
+            self._check(self.num_channels)
+
+    def _check(self, channels: int) -> None:
+        if channels % self.num_groups:
+            raise ConfigError(
+                f"{self.num_groups} groups do not divide {channels} channels; "
+                "pick a divisor of the channel count",
+                "num_groups",
+            )
+
+    def build(self, num_features: int | None = None) -> nn.Module:
+        size = resolve_size(self.num_channels, num_features, "num_channels")
+        if size is None:
+            raise BuildError("GroupNormNode needs num_channels when built on its own")
+        self._check(size)
+        return nn.GroupNorm(self.num_groups, size, self.eps, self.affine)
