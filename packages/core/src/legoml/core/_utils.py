@@ -1,0 +1,57 @@
+"""Small private helpers shared by the built-in callbacks."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+
+__all__ = ["batch_size", "flatten_scalars", "is_finite_number", "snake_case", "to_scalar"]
+
+_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
+
+
+def batch_size(batch: Any) -> int:
+    """Leading dimension of the first tensor in a (nested) batch; 1 if there is none."""
+    while True:
+        if isinstance(batch, torch.Tensor):
+            return int(batch.shape[0]) if batch.dim() else 1
+        if isinstance(batch, (tuple, list)) and batch:
+            batch = batch[0]
+        elif isinstance(batch, Mapping) and batch:
+            batch = next(iter(batch.values()))
+        else:
+            return 1
+
+
+def to_scalar(value: Any) -> float | None:
+    """A float for one-element tensors and real numbers, else ``None``."""
+    if isinstance(value, torch.Tensor):
+        return float(value) if value.numel() == 1 else None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    return None
+
+
+def flatten_scalars(name: str, value: Any, into: dict[str, float]) -> None:
+    """Write scalar ``value`` (or a nested dict of them as ``name/key``) into ``into``."""
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            flatten_scalars(f"{name}/{key}", item, into)
+        return
+    scalar = to_scalar(value)
+    if scalar is not None:
+        into[name] = scalar
+
+
+def snake_case(name: str) -> str:
+    """``MultiClassAccuracy`` -> ``multi_class_accuracy``."""
+    return _CAMEL.sub("_", name).lower()
+
+
+def is_finite_number(value: float) -> bool:
+    """math.isfinite, spelled once."""
+    return math.isfinite(value)

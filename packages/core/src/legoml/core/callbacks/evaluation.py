@@ -1,0 +1,74 @@
+"""EvalOnEpochEndCallback: run an evaluation engine every N epochs, merge its metrics."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from time import perf_counter
+from typing import TYPE_CHECKING, Any
+
+from legoml.core._callback_base import Callback, Priority
+from legoml.core.errors import CallbackError
+
+if TYPE_CHECKING:
+    from legoml.core.context import Context
+    from legoml.core.engine import Engine
+
+__all__ = ["EvalOnEpochEndCallback"]
+
+
+class EvalOnEpochEndCallback(Callback):
+    """At the trainer's EPOCH_END (every ``every_n_epochs`` and after the last epoch), run
+    ``evaluator.loop(data)`` and copy its metrics into the trainer's ``state.metrics``.
+
+    Evaluator metric names get ``prefix`` unless they already start with it, so give the
+    evaluator's MetricsCallback ``prefix=""`` (``accuracy`` becomes ``val/accuracy``).
+    The evaluation time goes to ``state.timings["eval"]``.
+
+    Example:
+        >>> import torch
+        >>> from legoml.core import Context, Engine, Events
+        >>> ctx = Context(torch.nn.Identity())
+        >>> evaluator = Engine(lambda e, b, c: {"loss": None}, ctx)
+        >>> _ = evaluator.add_event_handler(
+        ...     Events.EPOCH_END, lambda e, c: e.state.metrics.update(score=1.0))
+        >>> trainer = Engine(lambda e, b, c: {"loss": None}, ctx,
+        ...                  [EvalOnEpochEndCallback(evaluator, [0, 1])])
+        >>> trainer.loop([0, 1, 2], max_epochs=2).metrics
+        {'val/score': 1.0}
+    """
+
+    priority = Priority.EVALUATION
+
+    def __init__(
+        self,
+        evaluator: Engine,
+        data: Iterable[Any],
+        every_n_epochs: int = 1,
+        prefix: str = "val/",
+        epoch_length: int | None = None,
+        eval_last: bool = True,
+    ) -> None:
+        if isinstance(every_n_epochs, bool) or not isinstance(every_n_epochs, int) or every_n_epochs < 1:
+            raise CallbackError(f"every_n_epochs must be an int >= 1, got {every_n_epochs!r}")
+        self.evaluator = evaluator
+        self.data = data
+        self.every_n_epochs = every_n_epochs
+        self.prefix = prefix
+        self.epoch_length = epoch_length
+        self.eval_last = eval_last
+        self.last_metrics: dict[str, float] = {}
+
+    def on_epoch_end(self, engine: Engine, context: Context) -> None:
+        state = engine.state
+        due = state.epoch % self.every_n_epochs == 0
+        if not due and not (self.eval_last and state.epoch >= state.max_epochs):
+            return
+        started = perf_counter()
+        results = self.evaluator.loop(self.data, max_epochs=1, epoch_length=self.epoch_length)
+        prefix = self.prefix
+        self.last_metrics = {
+            (key if key.startswith(prefix) else prefix + key): value
+            for key, value in results.metrics.items()
+        }
+        state.metrics.update(self.last_metrics)
+        state.timings["eval"] = perf_counter() - started

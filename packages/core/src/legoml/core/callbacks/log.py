@@ -1,0 +1,119 @@
+"""LoggingCallback: structured (structlog) events for the run, its epochs and failures."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from legoml.core._callback_base import Callback, Priority
+from legoml.core._utils import to_scalar
+from legoml.core.distributed import is_main_process
+from legoml.core.errors import CallbackError
+from legoml.core.protocols import ScalarSink
+
+if TYPE_CHECKING:
+    from legoml.core.context import Context
+    from legoml.core.engine import Engine
+
+__all__ = ["LoggingCallback"]
+
+
+class LoggingCallback(Callback):
+    """Log run start/end, every epoch's metrics and timings, and failures (rank 0 only).
+
+    ``every_n_steps`` also logs the step loss (one device sync per logged step). With a
+    ``sink`` (e.g. a ``legoml.track`` run) the epoch metrics are sent to it as well.
+
+    Example:
+        >>> import torch
+        >>> from legoml.core import Context, Engine
+        >>> engine = Engine(lambda e, b, c: {"loss": b}, Context(torch.nn.Identity()),
+        ...     [LoggingCallback(logger=structlog.wrap_logger(structlog.ReturnLogger()))])
+        >>> engine.loop([torch.tensor(0.5)]).epoch
+        1
+    """
+
+    priority = Priority.REPORTING
+
+    def __init__(
+        self,
+        every_n_steps: int | None = None,
+        sink: ScalarSink | None = None,
+        logger: Any = None,
+        name: str = "engine",
+    ) -> None:
+        if every_n_steps is not None and (
+            isinstance(every_n_steps, bool) or not isinstance(every_n_steps, int) or every_n_steps < 1
+        ):
+            raise CallbackError(f"every_n_steps must be None or an int >= 1, got {every_n_steps!r}")
+        self.every_n_steps = every_n_steps
+        self.sink = sink
+        self.logger: Any = logger if logger is not None else structlog.get_logger(__name__)
+        self.name = name
+        self._main = True
+
+    def on_engine_start(self, engine: Engine, context: Context) -> None:
+        self._main = is_main_process()
+        if self._main:
+            state = engine.state
+            self.logger.info(
+                f"{self.name}_start",
+                max_epochs=state.max_epochs,
+                epoch_length=state.epoch_length,
+                resumed_at_step=state.global_step or None,
+            )
+
+    def on_step_end(self, engine: Engine, context: Context) -> None:
+        every = self.every_n_steps
+        if every is None or not self._main:
+            return
+        state = engine.state
+        if state.global_step % every == 0:
+            loss = to_scalar(getattr(state.output, "loss", None))
+            self.logger.info(
+                f"{self.name}_step",
+                epoch=state.epoch,
+                step=state.step,
+                global_step=state.global_step,
+                loss=loss,
+            )
+
+    def on_epoch_end(self, engine: Engine, context: Context) -> None:
+        if not self._main:
+            return
+        state = engine.state
+        self.logger.info(
+            f"{self.name}_epoch",
+            epoch=state.epoch,
+            global_step=state.global_step,
+            metrics={k: round(v, 6) for k, v in state.metrics.items()},
+            timings={k: round(v, 4) for k, v in state.timings.items()},
+        )
+        if self.sink is not None and state.metrics:
+            self.sink.log_scalars(dict(state.metrics), step=state.global_step, epoch=state.epoch)
+
+    def on_engine_end(self, engine: Engine, context: Context) -> None:
+        if self._main:
+            state = engine.state
+            self.logger.info(
+                f"{self.name}_end",
+                epoch=state.epoch,
+                global_step=state.global_step,
+                terminated=engine.should_terminate,
+                seconds=round(state.timings.get("total", 0.0), 3),
+            )
+
+    def on_exception(
+        self, engine: Engine, context: Context, exception: BaseException
+    ) -> bool | None:
+        if self._main:
+            state = engine.state
+            self.logger.error(
+                f"{self.name}_failed",
+                epoch=state.epoch,
+                step=state.step,
+                global_step=state.global_step,
+                error=f"{type(exception).__name__}: {exception}",
+            )
+        return None

@@ -1,0 +1,141 @@
+"""MetricsCallback: feed step outputs to update/compute/reset metrics, one value per epoch."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from legoml.core._callback_base import Callback, Priority
+from legoml.core._utils import flatten_scalars, snake_case
+from legoml.core.distributed import get_world_size
+from legoml.core.errors import CallbackError
+from legoml.core.protocols import MetricLike
+
+if TYPE_CHECKING:
+    from legoml.core.context import Context
+    from legoml.core.engine import Engine
+
+__all__ = ["MetricsCallback", "metric_name"]
+
+_log = structlog.get_logger(__name__)
+
+
+def metric_name(metric: object) -> str:
+    """A metric's ``name`` attribute, else its class name in snake_case."""
+    name = getattr(metric, "name", None)
+    if isinstance(name, str) and name:
+        return name
+    return snake_case(type(metric).__name__)
+
+
+def _check_metric(name: str, metric: object) -> None:
+    missing = [m for m in ("update", "compute", "reset") if not callable(getattr(metric, m, None))]
+    if missing:
+        raise CallbackError(
+            f"metric {name!r} ({type(metric).__name__}) lacks {', '.join(missing)}(); "
+            "metrics need update(predictions, targets), compute() and reset()"
+        )
+
+
+class MetricsCallback(Callback):
+    """Reset at EPOCH_START, update at every STEP_END, compute at EPOCH_END.
+
+    Results land in ``engine.state.metrics[prefix + name]`` (dict results as
+    ``prefix + name/key``; the loss metric as ``prefix + "loss"``); non-scalar results stay
+    in :attr:`results`. Under DDP each metric's ``all_reduce()`` runs before ``compute()``.
+
+    Example:
+        >>> import torch
+        >>> from legoml.core import Context, Engine
+        >>> class Count:
+        ...     def reset(self): self.n = 0
+        ...     def update(self, predictions, targets): self.n += len(targets)
+        ...     def compute(self): return self.n
+        >>> step = lambda e, b, c: {"loss": None, "predictions": b, "targets": b}
+        >>> engine = Engine(step, Context(torch.nn.Identity()), [MetricsCallback({"seen": Count()})])
+        >>> engine.loop([torch.zeros(4)] * 3).metrics
+        {'train/seen': 12.0}
+    """
+
+    priority = Priority.METRICS
+
+    def __init__(
+        self,
+        metrics: Mapping[str, MetricLike] | Sequence[MetricLike] = (),
+        loss: MetricLike | None = None,
+        prefix: str = "train/",
+    ) -> None:
+        if isinstance(metrics, Mapping):
+            named = {str(name): metric for name, metric in metrics.items()}
+        else:
+            named = {}
+            for metric in metrics:
+                name = metric_name(metric)
+                if name in named:
+                    raise CallbackError(
+                        f"two metrics are both named {name!r}; pass a dict {{name: metric}}"
+                    )
+                named[name] = metric
+        if loss is not None and "loss" in named:
+            raise CallbackError("metric name 'loss' is reserved for the loss= metric")
+        for name, metric in named.items():
+            _check_metric(name, metric)
+        if loss is not None:
+            _check_metric("loss", loss)
+        self.metrics: dict[str, MetricLike] = named
+        self.loss = loss
+        self.prefix = prefix
+        self.results: dict[str, Any] = {}
+        self._metric_list = tuple(named.values())
+        self._updates = 0
+        self._warned_reduce = False
+
+    def _all(self) -> list[tuple[str, MetricLike]]:
+        items = list(self.metrics.items())
+        if self.loss is not None:
+            items.append(("loss", self.loss))
+        return items
+
+    def on_epoch_start(self, engine: Engine, context: Context) -> None:
+        for _, metric in self._all():
+            metric.reset()
+        self._updates = 0
+
+    def on_step_end(self, engine: Engine, context: Context) -> None:
+        output = engine.state.output
+        try:
+            targets = output.targets
+            if self._metric_list:
+                predictions = output.predictions
+                for metric in self._metric_list:
+                    metric.update(predictions, targets)
+        except AttributeError:
+            raise CallbackError(
+                f"MetricsCallback needs step outputs with predictions and targets, got "
+                f"{type(output).__name__}; return a SupervisedStepOutput or such a dict"
+            ) from None
+        if self.loss is not None:
+            loss = output.loss
+            if loss is not None:
+                self.loss.update(loss.detach(), targets)
+        self._updates += 1
+
+    def on_epoch_end(self, engine: Engine, context: Context) -> None:
+        if self._updates == 0:  # resumed exactly at the end of an epoch: nothing measured
+            return
+        distributed = get_world_size() > 1
+        metrics = engine.state.metrics
+        self.results = {}
+        for name, metric in self._all():
+            if distributed:
+                reduce = getattr(metric, "all_reduce", None)
+                if callable(reduce):
+                    reduce()
+                elif not self._warned_reduce:
+                    self._warned_reduce = True
+                    _log.warning("metric_not_reduced", metric=name, reason="no all_reduce()")
+            value = metric.compute()
+            self.results[name] = value
+            flatten_scalars(self.prefix + name, value, metrics)

@@ -1,0 +1,100 @@
+"""Device detection and moving (nested) batches to a device.
+
+Detection runs once per process and is cached: nothing here queries CUDA in the hot loop.
+"""
+
+from __future__ import annotations
+
+import functools
+import platform
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+import torch
+
+__all__ = ["cpu_supports_bf16", "detect_device", "move_to_device"]
+
+T = TypeVar("T")
+
+_BF16_CPU_FLAGS = frozenset({"avx512_bf16", "amx_bf16", "bf16"})
+
+
+@functools.cache
+def detect_device() -> torch.device:
+    """The best available device: CUDA, then MPS, then CPU (queried once, then cached).
+
+    Example:
+        >>> detect_device().type in {"cuda", "mps", "cpu"}
+        True
+    """
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def _cpuinfo_flags(path: Path = Path("/proc/cpuinfo")) -> set[str]:
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return set()
+    flags: set[str] = set()
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):
+            flags.update(value.split())
+    return flags
+
+
+@functools.cache
+def cpu_supports_bf16() -> bool:
+    """Whether this CPU runs bfloat16 math natively (AVX512-BF16, AMX, or Arm BF16).
+
+    Without native support CPU autocast to bf16 is emulated and slower than fp32, so
+    ``amp="auto"`` in the step helpers only picks bf16 on CPUs where this is true.
+    """
+    flags = _cpuinfo_flags()
+    if flags:
+        return bool(flags & _BF16_CPU_FLAGS)
+    if platform.system() == "Darwin" and platform.machine() == "arm64":
+        return True  # Apple M2 and later; oneDNN handles bf16 on Apple silicon
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def move_to_device(batch: T, device: torch.device, non_blocking: bool = True) -> T:
+    """Move every tensor in a nested batch (tuples, lists, dicts, namedtuples) to ``device``.
+
+    Tensors already there are returned as they are (no copy, no call into torch); the copy
+    is non-blocking only for pinned CPU memory going to an accelerator.
+
+    Example:
+        >>> import torch
+        >>> x, y = move_to_device((torch.zeros(2), torch.ones(2)), torch.device("cpu"))
+        >>> x.device.type
+        'cpu'
+    """
+    return _move(batch, device, non_blocking)  # type: ignore[no-any-return]
+
+
+def _move(obj: Any, device: torch.device, non_blocking: bool) -> Any:
+    if isinstance(obj, torch.Tensor):
+        if obj.device == device:
+            return obj
+        pinned = non_blocking and device.type != "cpu" and obj.device.type == "cpu" and obj.is_pinned()
+        return obj.to(device, non_blocking=pinned)
+    if isinstance(obj, tuple):
+        moved = [_move(item, device, non_blocking) for item in obj]
+        if all(new is old for new, old in zip(moved, obj, strict=True)):
+            return obj
+        return type(obj)(*moved) if hasattr(obj, "_fields") else type(obj)(moved)
+    if isinstance(obj, list):
+        return [_move(item, device, non_blocking) for item in obj]
+    if isinstance(obj, Mapping):
+        return {key: _move(value, device, non_blocking) for key, value in obj.items()}
+    return obj

@@ -1,0 +1,231 @@
+"""Ready-made supervised train and eval steps: AMP, GradScaler, accumulation, clipping.
+
+Both read the model, optimizer, loss and device from the :class:`Context`, expect
+``(inputs, targets)`` batches (or a ``prepare_batch`` function) and return a
+:class:`SupervisedStepOutput` with the loss and detached predictions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Literal
+
+import torch
+from torch import Tensor
+from torch.nn.parallel import DistributedDataParallel
+
+from legoml.core.context import Context
+from legoml.core.device import cpu_supports_bf16, move_to_device
+from legoml.core.errors import EngineError
+from legoml.core.step_output import SupervisedStepOutput
+
+if TYPE_CHECKING:
+    from legoml.core.engine import Engine
+
+__all__ = [
+    "AmpSetting",
+    "PrepareBatch",
+    "make_supervised_eval_step",
+    "make_supervised_train_step",
+    "resolve_amp_dtype",
+]
+
+AmpSetting = torch.dtype | Literal["auto"] | None
+"""``None`` (fp32), ``torch.bfloat16``, ``torch.float16`` or ``"auto"`` (see resolve_amp_dtype)."""
+
+PrepareBatch = Callable[[Any, torch.device, bool], tuple[Any, Tensor]]
+"""``prepare_batch(batch, device, non_blocking) -> (inputs, targets)`` on ``device``."""
+
+SupervisedStep = Callable[["Engine", Any, Context], SupervisedStepOutput]
+
+
+def resolve_amp_dtype(amp: AmpSetting, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for ``device``: ``"auto"`` gives bf16 on CUDA when supported
+    (else fp16), fp16 on MPS, and bf16 on CPUs with native bf16 (else no autocast)."""
+    if amp is None:
+        return None
+    if amp == "auto":
+        if device.type == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        if device.type == "mps":
+            return torch.float16
+        if device.type == "cpu":
+            return torch.bfloat16 if cpu_supports_bf16() else None
+        return None
+    if amp not in (torch.bfloat16, torch.float16):
+        raise EngineError(
+            f"amp={amp!r} is not supported; use None, torch.bfloat16, torch.float16 or 'auto'"
+        )
+    assert isinstance(amp, torch.dtype)
+    return amp
+
+
+def _default_prepare(batch: Any, device: torch.device, non_blocking: bool) -> tuple[Any, Tensor]:
+    try:
+        inputs, targets = batch
+    except (TypeError, ValueError):
+        raise EngineError(
+            f"supervised steps need (inputs, targets) batches, got {type(batch).__name__}; "
+            "pass prepare_batch= to unpack other layouts"
+        ) from None
+    return move_to_device(inputs, device, non_blocking), move_to_device(
+        targets, device, non_blocking
+    )
+
+
+def _amp_resolver(amp: AmpSetting) -> Callable[[torch.device], torch.dtype | None]:
+    if amp != "auto":
+        resolve_amp_dtype(amp, torch.device("cpu"))  # reject bad values at build time
+    cache: dict[torch.device, torch.dtype | None] = {}
+
+    def resolved(device: torch.device) -> torch.dtype | None:
+        if device not in cache:
+            cache[device] = resolve_amp_dtype(amp, device)
+        return cache[device]
+
+    return resolved
+
+
+def _check_common(grad_accum_steps: int, clip_grad_norm: float | None) -> None:
+    if isinstance(grad_accum_steps, bool) or not isinstance(grad_accum_steps, int) or grad_accum_steps < 1:
+        raise EngineError(f"grad_accum_steps must be an int >= 1, got {grad_accum_steps!r}")
+    if clip_grad_norm is not None and not clip_grad_norm > 0:
+        raise EngineError(f"clip_grad_norm must be > 0 or None, got {clip_grad_norm!r}")
+
+
+def make_supervised_train_step(
+    *,
+    amp: AmpSetting = None,
+    grad_accum_steps: int = 1,
+    clip_grad_norm: float | None = None,
+    channels_last: bool = False,
+    non_blocking: bool = True,
+    prepare_batch: PrepareBatch | None = None,
+) -> SupervisedStep:
+    """Build ``step(engine, batch, context)`` doing forward, loss, backward and update.
+
+    Args:
+        amp: autocast dtype (see :func:`resolve_amp_dtype`); with ``context.scaler`` set the
+            loss is scaled and the optimizer stepped through the GradScaler (fp16).
+        grad_accum_steps: optimizer update every N steps (and at the end of each epoch);
+            the loss is divided by the window size. For exact resume, checkpoint at window
+            boundaries (gradients are not saved).
+        clip_grad_norm: clip the global gradient norm before each update.
+        channels_last: convert 4-D inputs to channels-last memory format.
+
+    Example:
+        >>> import torch
+        >>> from legoml.core import Context, Engine
+        >>> model = torch.nn.Linear(4, 2)
+        >>> ctx = Context(model, torch.optim.SGD(model.parameters(), lr=0.1),
+        ...               torch.nn.functional.cross_entropy)
+        >>> batches = [(torch.randn(8, 4), torch.randint(0, 2, (8,)))] * 3
+        >>> Engine(make_supervised_train_step(), ctx).loop(batches).global_step
+        3
+    """
+    _check_common(grad_accum_steps, clip_grad_norm)
+    dtype_for = _amp_resolver(amp)
+    prepare = prepare_batch or _default_prepare
+    accum = grad_accum_steps
+
+    def train_step(engine: Engine, batch: Any, context: Context) -> SupervisedStepOutput:
+        model, optimizer, loss_fn = context.model, context.optimizer, context.loss_fn
+        if optimizer is None or loss_fn is None:
+            raise EngineError("the supervised train step needs context.optimizer and context.loss_fn")
+        if not model.training:
+            model.train()
+        device = context.device
+        inputs, targets = prepare(batch, device, non_blocking)
+        if channels_last and isinstance(inputs, Tensor) and inputs.dim() == 4:
+            inputs = inputs.contiguous(memory_format=torch.channels_last)
+        window = 1
+        update = True
+        sync: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
+        if accum > 1:
+            state = engine.state
+            position = (state.step - 1) % accum
+            start = state.step - position
+            length = state.epoch_length
+            window = accum if length is None else min(accum, length - start + 1)
+            update = position == window - 1
+            if position == 0:
+                optimizer.zero_grad(set_to_none=True)
+            if not update and isinstance(model, DistributedDataParallel):
+                sync = model.no_sync()
+        else:
+            optimizer.zero_grad(set_to_none=True)
+        dtype = dtype_for(device)
+        with sync:
+            if dtype is None:
+                outputs = model(inputs)
+                loss = loss_fn(outputs, targets)
+            else:
+                with torch.autocast(device_type=device.type, dtype=dtype):
+                    outputs = model(inputs)
+                    loss = loss_fn(outputs, targets)
+            scaled = loss if window == 1 else loss / window
+            scaler = context.scaler
+            if scaler is not None:
+                torch.autograd.backward(scaler.scale(scaled))
+            else:
+                torch.autograd.backward(scaled)
+        if update:
+            if clip_grad_norm is not None:
+                if scaler is not None:
+                    scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad_norm)
+            if scaler is not None:
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                optimizer.step()
+        return SupervisedStepOutput(loss.detach(), outputs.detach(), targets)
+
+    return train_step
+
+
+def make_supervised_eval_step(
+    *,
+    amp: AmpSetting = None,
+    channels_last: bool = False,
+    non_blocking: bool = True,
+    prepare_batch: PrepareBatch | None = None,
+    compute_loss: bool = True,
+) -> SupervisedStep:
+    """Build an evaluation ``step(engine, batch, context)`` under ``torch.inference_mode``.
+
+    The model is put in eval mode; the loss is computed when ``compute_loss`` and
+    ``context.loss_fn`` is set (``None`` otherwise).
+
+    Example:
+        >>> import torch
+        >>> from legoml.core import Context, Engine
+        >>> ctx = Context(torch.nn.Linear(4, 2))
+        >>> engine = Engine(make_supervised_eval_step(), ctx)
+        >>> engine.loop([(torch.randn(8, 4), torch.zeros(8, dtype=torch.long))]).output.loss is None
+        True
+    """
+    dtype_for = _amp_resolver(amp)
+    prepare = prepare_batch or _default_prepare
+
+    @torch.inference_mode()
+    def eval_step(engine: Engine, batch: Any, context: Context) -> SupervisedStepOutput:
+        model, loss_fn = context.model, context.loss_fn
+        if model.training:
+            model.eval()
+        device = context.device
+        inputs, targets = prepare(batch, device, non_blocking)
+        if channels_last and isinstance(inputs, Tensor) and inputs.dim() == 4:
+            inputs = inputs.contiguous(memory_format=torch.channels_last)
+        dtype = dtype_for(device)
+        with (
+            torch.autocast(device_type=device.type, dtype=dtype)
+            if dtype is not None
+            else contextlib.nullcontext()
+        ):
+            outputs = model(inputs)
+            loss = loss_fn(outputs, targets) if compute_loss and loss_fn is not None else None
+        return SupervisedStepOutput(loss, outputs, targets)
+
+    return eval_step
