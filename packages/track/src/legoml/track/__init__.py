@@ -17,7 +17,7 @@ from ._tensorboard import TensorBoardSink
 from .plot import plot_runs
 
 if TYPE_CHECKING:
-    from .callback import ScalarSinkLike, TrackingCallback
+    from .callback import TrackingCallback
     from .checkpoints import (
         CheckpointInfo,
         checkpoint_info,
@@ -36,7 +36,6 @@ __all__ = [
     "RunError",
     "RunInfo",
     "ScalarRow",
-    "ScalarSinkLike",
     "TensorBoardSink",
     "TrackError",
     "TrackingCallback",
@@ -55,7 +54,6 @@ __all__ = [
 
 _LAZY = {
     "TrackingCallback": "callback",
-    "ScalarSinkLike": "callback",
     "CheckpointInfo": "checkpoints",
     "checkpoint_info": "checkpoints",
     "find_latest_checkpoint": "checkpoints",

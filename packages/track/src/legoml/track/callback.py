@@ -8,23 +8,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any, Protocol, SupportsFloat, runtime_checkable
+from typing import Any
 
 import structlog
 import torch
 
-__all__ = ["ScalarSinkLike", "TrackingCallback"]
+from legoml.core import Callback, Priority, ScalarSink
+
+__all__ = ["TrackingCallback"]
 
 log = structlog.get_logger(__name__)
-
-
-@runtime_checkable
-class ScalarSinkLike(Protocol):
-    """Anything that accepts scalars the way :class:`legoml.track.Run` does."""
-
-    def log_scalars(
-        self, values: Mapping[str, SupportsFloat], step: int, epoch: int | None = None
-    ) -> None: ...
 
 
 def _is_rank_zero() -> bool:
@@ -40,11 +33,11 @@ def _number(value: Any) -> float | None:
     return None
 
 
-class TrackingCallback:
+class TrackingCallback(Callback):
     """Log ``train/loss`` (and learning rate) every N steps and all engine metrics per epoch.
 
-    Rows use the engine's ``global_step`` and ``epoch``. Under ``torch.distributed`` only rank 0
-    writes.
+    ``run`` is a :class:`legoml.track.Run` or any ``legoml.core.ScalarSink``. Rows use the
+    engine's ``global_step`` and ``epoch``. Under ``torch.distributed`` only rank 0 writes.
 
     Example::
 
@@ -56,9 +49,11 @@ class TrackingCallback:
             # trainer.callbacks.append(callback); trainer.loop(loader, max_epochs=2)
     """
 
+    priority = Priority.REPORTING  # after metrics and evaluation have filled state.metrics
+
     def __init__(
         self,
-        run: ScalarSinkLike,
+        run: ScalarSink,
         log_every_n_steps: int = 50,
         *,
         loss_name: str = "train/loss",
@@ -85,15 +80,6 @@ class TrackingCallback:
     def _loss(self, output: Any) -> float | None:
         loss = output.get("loss") if isinstance(output, Mapping) else getattr(output, "loss", None)
         return None if loss is None else _number(loss)
-
-    def on_engine_start(self, engine: Any, context: Any) -> None:
-        """No-op (the run already records its start)."""
-
-    def on_epoch_start(self, engine: Any, context: Any) -> None:
-        """No-op."""
-
-    def on_step_start(self, engine: Any, context: Any) -> None:
-        """No-op."""
 
     def on_step_end(self, engine: Any, context: Any) -> None:
         """Every ``log_every_n_steps`` global steps: the step's loss and the current lr."""
@@ -130,11 +116,8 @@ class TrackingCallback:
                     values[f"time/{name}"] = number
         self._write(values, engine)
 
-    def on_engine_end(self, engine: Any, context: Any) -> None:
-        """No-op (closing the run is the owner's job)."""
-
-    def on_exception(self, engine: Any, context: Any, exception: BaseException) -> None:
-        """Record the error in the run's event log when the run has one."""
+    def on_exception(self, engine: Any, context: Any, exception: BaseException) -> bool | None:
+        """Record the error in the run's event log (when the run has one); never swallows it."""
         log_event = getattr(self.run, "log_event", None)
         if callable(log_event) and _is_rank_zero():
             try:
@@ -147,3 +130,4 @@ class TrackingCallback:
                 )
             except Exception as exc:  # never mask the original error
                 log.warning("could not record engine exception", error=str(exc))
+        return None

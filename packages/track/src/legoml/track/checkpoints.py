@@ -52,7 +52,6 @@ log = structlog.get_logger(__name__)
 
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
 _STEP_IN_NAME = re.compile(r"(?:^|[-_.])step[-_]?(\d+)(?:$|[-_.])")
-_EPOCH_IN_NAME = re.compile(r"(?:^|[-_.])epoch[-_]?(\d+)(?:$|[-_.])")
 _UNSAFE_DETAIL = re.compile(
     r"(Unsupported global: GLOBAL \S+|unsupported GLOBAL \S+|Unsupported operand \d+"
     r"|Unsupported class \S+)",
@@ -144,10 +143,14 @@ def _torch_load(path: Path, map_location: Any, mmap: bool) -> Any:
             raise _corrupt(path, exc) from exc
         found = _UNSAFE_DETAIL.search(str(exc))
         detail = found.group(1) if found else "objects other than tensors and plain data"
+        what = (
+            "it is corrupt or not written by torch.save"
+            if "operand" in detail.lower()
+            else "re-save it with tensors and plain data only"
+        )
         raise CheckpointError(
-            f"refusing to load {path}: it needs {detail}, which a safe (weights_only) load "
-            "does not allow; LegoML never loads checkpoints unsafely, re-save it with tensors "
-            "and plain data"
+            f"refusing to load {path}: a safe (weights_only) load rejects it ({detail}); "
+            f"{what}; LegoML never loads checkpoints unsafely"
         ) from exc
     except RuntimeError as exc:
         if mmap and "mmap" in str(exc):  # old (non-zip) format: read it without mmap
@@ -230,12 +233,9 @@ def checkpoint_info(path: str | os.PathLike[str]) -> CheckpointInfo:
     )
 
 
-def _progress_from_name(path: Path) -> tuple[int, int] | None:
+def _step_from_name(path: Path) -> int | None:
     step = _STEP_IN_NAME.search(path.stem)
-    if step is None:
-        return None
-    epoch = _EPOCH_IN_NAME.search(path.stem)
-    return int(step.group(1)), int(epoch.group(1)) if epoch else -1
+    return None if step is None else int(step.group(1))
 
 
 def _is_complete(path: Path) -> bool:
@@ -253,7 +253,7 @@ def _is_complete(path: Path) -> bool:
 
 
 def find_latest_checkpoint(directory: str | os.PathLike[str]) -> Path | None:
-    """The checkpoint furthest into training (global_step, then epoch), or None if none.
+    """The checkpoint furthest into training (by global_step, else epoch), or None if none.
 
     Progress comes from a name such as ``step-00000123.pt`` (no need to load the file) or else
     from the file's own ``global_step``/``epoch``; file times are never used. Unreadable files
@@ -272,18 +272,20 @@ def find_latest_checkpoint(directory: str | os.PathLike[str]) -> Path | None:
             continue
         if not path.is_file():
             continue
-        named = _progress_from_name(path)
+        named = _step_from_name(path)
         if named is not None:
-            ranked.append(((named[0], named[1], 1, path.name), path))
+            ranked.append(((named, -1, 1, path.name), path))
             continue
         try:
             info = checkpoint_info(path)
         except CheckpointError as exc:
             log.warning("skipping unreadable checkpoint", path=str(path), error=str(exc))
             continue
-        step = -1 if info.global_step is None else info.global_step
-        epoch = -1 if info.epoch is None else info.epoch
-        ranked.append(((step, epoch, 0, path.name), path))
+        if info.global_step is not None:  # the step decides; the epoch only breaks no ties
+            ranked.append(((info.global_step, -1, 0, path.name), path))
+        else:
+            epoch = -1 if info.epoch is None else info.epoch
+            ranked.append(((-1, epoch, 0, path.name), path))
     for _, path in sorted(ranked, key=lambda item: item[0], reverse=True):
         if _is_complete(path):
             return path

@@ -1,0 +1,153 @@
+"""TrackingCallback against a fake engine (the agreed interface) and, when present, the real one."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+import torch
+
+from legoml.track import TrackingCallback, read_scalars, run
+
+
+def _engine(global_step: int = 0, epoch: int = 1, loss: Any = None, **metrics: float) -> Any:
+    output = SimpleNamespace(loss=loss)
+    state = SimpleNamespace(
+        global_step=global_step, epoch=epoch, output=output, metrics=dict(metrics), timings={}
+    )
+    return SimpleNamespace(state=state)
+
+
+def _context(lr: float | None = 0.1) -> Any:
+    if lr is None:
+        return SimpleNamespace(optimizer=None)
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=lr)
+    return SimpleNamespace(optimizer=optimizer)
+
+
+def _drive(callback: TrackingCallback, steps: int, steps_per_epoch: int) -> None:
+    """What an engine does: step hooks every step, epoch hook at each epoch end."""
+    context = _context()
+    engine = _engine()
+    for global_step in range(1, steps + 1):
+        engine.state.global_step = global_step
+        engine.state.epoch = (global_step - 1) // steps_per_epoch + 1
+        engine.state.output = SimpleNamespace(loss=torch.tensor(1.0 / global_step))
+        callback.on_step_end(engine, context)
+        if global_step % steps_per_epoch == 0:
+            engine.state.metrics = {"train/accuracy": global_step / steps, "val/loss": 0.5}
+            callback.on_epoch_end(engine, context)
+
+
+def test_logs_loss_every_n_steps_and_metrics_per_epoch(tmp_path: Path) -> None:
+    with run(root=tmp_path) as r:
+        _drive(TrackingCallback(r, log_every_n_steps=5), steps=20, steps_per_epoch=10)
+    rows = read_scalars(r.dir)
+    losses = [(row.step, row.epoch, row.value) for row in rows if row.name == "train/loss"]
+    assert losses == [
+        (5, 1, pytest.approx(0.2)),
+        (10, 1, pytest.approx(0.1)),
+        (15, 2, pytest.approx(1 / 15)),
+        (20, 2, pytest.approx(0.05)),
+    ]
+    assert [row.step for row in rows if row.name == "train/lr"] == [5, 10, 15, 20]
+    epoch_rows = [(row.step, row.epoch, row.name, row.value) for row in rows if row.step % 10 == 0]
+    assert (10, 1, "train/accuracy", 0.5) in epoch_rows
+    assert (20, 2, "train/accuracy", 1.0) in epoch_rows
+    assert (20, 2, "val/loss", 0.5) in epoch_rows
+
+
+def test_options_and_odd_values(tmp_path: Path) -> None:
+    with run(root=tmp_path) as r:
+        callback = TrackingCallback(
+            r, log_every_n_steps=0, lr_name=None, log_timings=True, loss_name="loss"
+        )
+        engine = _engine(global_step=3, epoch=2, loss=torch.tensor(0.3), acc=torch.tensor(0.75))
+        engine.state.metrics["confusion"] = torch.zeros(3, 3)  # not a scalar: skipped
+        engine.state.metrics["flag"] = True  # not a number: skipped
+        engine.state.timings = {"epoch": 1.5}
+        callback.on_step_end(engine, _context())  # every=0: never per step
+        callback.on_epoch_end(engine, _context())
+        dict_output = _engine(global_step=4, epoch=2)
+        dict_output.state.output = {"loss": 0.25}
+        TrackingCallback(r, log_every_n_steps=2).on_step_end(dict_output, _context(lr=None))
+    assert [(row.name, row.value) for row in read_scalars(r.dir)] == [
+        ("acc", 0.75),
+        ("time/epoch", 1.5),
+        ("train/loss", 0.25),
+    ]
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, True, "5"])
+def test_bad_interval_is_rejected(tmp_path: Path, bad: Any) -> None:
+    with pytest.raises((TypeError, ValueError), match="log_every_n_steps"):
+        TrackingCallback(object(), log_every_n_steps=bad)  # type: ignore[arg-type]
+
+
+def test_only_rank_zero_writes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.distributed, "is_available", lambda: True)
+    monkeypatch.setattr(torch.distributed, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.distributed, "get_rank", lambda group=None: 1)
+    with run(root=tmp_path) as r:
+        _drive(TrackingCallback(r, log_every_n_steps=1), steps=4, steps_per_epoch=2)
+    assert read_scalars(r.dir) == []
+    monkeypatch.setattr(torch.distributed, "get_rank", lambda group=None: 0)
+    with run(root=tmp_path) as r0:
+        _drive(TrackingCallback(r0, log_every_n_steps=1), steps=4, steps_per_epoch=2)
+    assert len(read_scalars(r0.dir)) > 0
+
+
+def test_exception_is_recorded_not_swallowed(tmp_path: Path) -> None:
+    with run(root=tmp_path) as r:
+        handled = TrackingCallback(r).on_exception(
+            _engine(global_step=7, epoch=1), _context(), ValueError("loss is nan")
+        )
+    assert handled is None
+    events = [json.loads(x) for x in (r.dir / "logs" / "events.jsonl").read_text().splitlines()]
+    error = next(e for e in events if e["event"] == "engine exception")
+    assert error["level"] == "error" and error["error"] == "ValueError: loss is nan"
+    assert error["global_step"] == 7
+    # After the run closed, recording fails quietly instead of masking the engine's error.
+    assert TrackingCallback(r).on_exception(_engine(), _context(), ValueError("x")) is None
+
+
+def test_accepts_any_scalar_sink() -> None:
+    received: list[tuple[dict[str, float], int, int | None]] = []
+
+    class Sink:
+        def log_scalars(self, values: Any, step: int, epoch: int | None = None) -> None:
+            received.append((dict(values), step, epoch))
+
+    _drive(TrackingCallback(Sink(), log_every_n_steps=2, lr_name=None), steps=2, steps_per_epoch=2)
+    assert received[0] == ({"train/loss": 0.5}, 2, 1)
+
+
+def test_with_the_real_engine(tmp_path: Path) -> None:
+    core = pytest.importorskip("legoml.core")
+    if not hasattr(core, "Engine"):
+        pytest.skip("legoml.core.Engine not available yet")
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+    data = [(torch.randn(8, 4), torch.randint(0, 2, (8,))) for _ in range(6)]
+
+    def train_step(engine: Any, batch: Any, context: Any) -> Any:
+        x, y = batch
+        context.optimizer.zero_grad()
+        out = context.model(x)
+        loss = torch.nn.functional.cross_entropy(out, y)
+        loss.backward()
+        context.optimizer.step()
+        return core.SupervisedStepOutput(
+            loss=loss.detach(), predictions=out.detach(), targets=y, metadata={}
+        )
+
+    with run(root=tmp_path) as r:
+        engine = core.Engine(train_step, core.Context(model=model, optimizer=optimizer))
+        engine.callbacks.append(TrackingCallback(r, log_every_n_steps=2))
+        engine.loop(data, max_epochs=2)
+    losses = [(row.step, row.epoch) for row in read_scalars(r.dir) if row.name == "train/loss"]
+    assert losses == [(2, 1), (4, 1), (6, 1), (8, 2), (10, 2), (12, 2)]
