@@ -151,3 +151,53 @@ def test_with_the_real_engine(tmp_path: Path) -> None:
         engine.loop(data, max_epochs=2)
     losses = [(row.step, row.epoch) for row in read_scalars(r.dir) if row.name == "train/loss"]
     assert losses == [(2, 1), (4, 1), (6, 1), (8, 2), (10, 2), (12, 2)]
+
+
+def test_core_checkpoints_round_trip_through_track(tmp_path: Path) -> None:
+    """legoml-core's CheckpointCallback saving through save_checkpoint; track reads them back."""
+    core = pytest.importorskip("legoml.core")
+    if not hasattr(core, "CheckpointCallback"):
+        pytest.skip("legoml.core.CheckpointCallback not available yet")
+    from legoml.track import (
+        checkpoint_info,
+        find_latest_checkpoint,
+        load_model_from_checkpoint,
+        save_checkpoint,
+    )
+
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+    data = [(torch.randn(8, 4), torch.randint(0, 2, (8,))) for _ in range(5)]
+
+    def train_step(engine: Any, batch: Any, context: Any) -> Any:
+        x, y = batch
+        context.optimizer.zero_grad()
+        out = context.model(x)
+        loss = torch.nn.functional.cross_entropy(out, y)
+        loss.backward()
+        context.optimizer.step()
+        return core.SupervisedStepOutput(
+            loss=loss.detach(), predictions=out.detach(), targets=y, metadata={}
+        )
+
+    with run(root=tmp_path) as r:
+        engine = core.Engine(train_step, core.Context(model=model, optimizer=optimizer))
+        engine.callbacks.append(
+            core.CheckpointCallback(
+                r.checkpoints_dir, save_checkpoint, every_n_steps=3, keep_last=2
+            )
+        )
+        engine.loop(data, max_epochs=2)
+    latest = find_latest_checkpoint(r.dir)
+    assert latest is not None
+    info = checkpoint_info(latest)
+    assert info.global_step == max(
+        int(p.stem.split("-")[1]) for p in r.checkpoints_dir.glob("step-*.pt")
+    )
+    assert info.epoch in (1, 2)
+    restored = torch.nn.Linear(4, 2)
+    checkpoint = load_model_from_checkpoint(restored, latest)
+    assert set(checkpoint) >= {"engine", "context", "epoch", "global_step", "metrics"}
+    if info.global_step == 10:  # the final step was saved: weights equal the trained model
+        assert torch.equal(restored.weight, model.weight)
