@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -82,15 +83,24 @@ class LRSchedulerCallback(Callback):
         assert scheduler is not None
         metrics = engine.state.metrics
         if not self._per_step:
-            if isinstance(scheduler, ReduceLROnPlateau):
-                assert self.monitor is not None
-                if self.monitor not in metrics:
-                    raise CallbackError(
-                        f"ReduceLROnPlateau monitors {self.monitor!r} but state.metrics has "
-                        f"{sorted(metrics)}; add the evaluation/metrics callback that produces it"
-                    )
-                scheduler.step(metrics[self.monitor])
-            else:
-                scheduler.step()
+            with warnings.catch_warnings():
+                # A run resumed exactly at an epoch's end steps the scheduler before this
+                # process's first optimizer.step(); the schedule itself is restored and right.
+                warnings.filterwarnings(
+                    "ignore", message="Detected call of `lr_scheduler.step", category=UserWarning
+                )
+                self._step_epoch(scheduler, metrics)
         if self.lr_key is not None:
             metrics[self.lr_key] = float(scheduler.optimizer.param_groups[0]["lr"])
+
+    def _step_epoch(self, scheduler: LRScheduler, metrics: dict[str, float]) -> None:
+        if not isinstance(scheduler, ReduceLROnPlateau):
+            scheduler.step()
+            return
+        assert self.monitor is not None
+        if self.monitor not in metrics:
+            raise CallbackError(
+                f"ReduceLROnPlateau monitors {self.monitor!r} but state.metrics has "
+                f"{sorted(metrics)}; add the evaluation/metrics callback that produces it"
+            )
+        scheduler.step(metrics[self.monitor])

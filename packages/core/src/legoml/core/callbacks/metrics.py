@@ -22,12 +22,21 @@ __all__ = ["MetricsCallback", "metric_name"]
 _log = structlog.get_logger(__name__)
 
 
+_CLASS_PREFIXES = ("MultiClass", "Multiclass", "Binary")
+
+
 def metric_name(metric: object) -> str:
-    """A metric's ``name`` attribute, else its class name in snake_case."""
+    """A metric's ``name`` attribute, else its class name in snake_case without a
+    ``MultiClass``/``Binary`` prefix (``MultiClassAccuracy`` -> ``accuracy``)."""
     name = getattr(metric, "name", None)
     if isinstance(name, str) and name:
         return name
-    return snake_case(type(metric).__name__)
+    cls = type(metric).__name__
+    for prefix in _CLASS_PREFIXES:
+        if cls.startswith(prefix) and len(cls) > len(prefix):
+            cls = cls[len(prefix) :]
+            break
+    return snake_case(cls)
 
 
 def _check_metric(name: str, metric: object) -> None:

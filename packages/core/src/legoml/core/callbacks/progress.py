@@ -24,7 +24,8 @@ class ProgressBarCallback(Callback):
 
     The bar advances every ``refresh_every`` steps and reads the loss (a device sync)
     only every ``postfix_every`` steps, so it stays cheap in the hot loop. At EPOCH_END
-    it shows the epoch's metrics and throughput.
+    it shows the epoch's metrics (or the last loss when no ``*/loss`` metric exists) and
+    throughput. Extra keyword arguments go to ``tqdm`` (``mininterval``, ``ncols``...).
 
     Example:
         >>> import io, torch
@@ -45,6 +46,7 @@ class ProgressBarCallback(Callback):
         file: TextIO | None = None,
         leave: bool = True,
         disable: bool = False,
+        **tqdm_kwargs: Any,
     ) -> None:
         for name, value in (("refresh_every", refresh_every), ("postfix_every", postfix_every)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -55,6 +57,7 @@ class ProgressBarCallback(Callback):
         self.file = file
         self.leave = leave
         self.disable = disable
+        self.tqdm_kwargs = tqdm_kwargs
         self.bar: Any = None
         self._pending = 0
         self._enabled = False
@@ -80,6 +83,7 @@ class ProgressBarCallback(Callback):
             leave=self.leave,
             dynamic_ncols=True,
             unit="step",
+            **self.tqdm_kwargs,
         )
         self._pending = 0
         self._mark_time = self._epoch_time = perf_counter()
@@ -120,6 +124,10 @@ class ProgressBarCallback(Callback):
         elapsed = max(perf_counter() - self._epoch_time, 1e-9)
         samples = self._samples + (state.step - self._mark_step) * batch_size(state.batch)
         postfix = {name: f"{value:.4g}" for name, value in state.metrics.items()}
+        if not any(name.endswith("/loss") for name in postfix):
+            loss = to_scalar(getattr(state.output, "loss", None))
+            if loss is not None:
+                postfix = {"loss": f"{loss:.4f}", **postfix}
         if state.step > self._epoch_first_step:
             postfix["samples/s"] = f"{samples / elapsed:.0f}"
         bar.set_postfix(postfix, refresh=False)
