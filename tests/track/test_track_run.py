@@ -14,6 +14,7 @@ import torch
 from conftest import csv_lines, read_json
 
 import legoml.track._run as run_module
+import legoml.track._rundir as rundir_module
 from legoml.track import (
     SCALARS_HEADER,
     MissingExtraError,
@@ -183,8 +184,8 @@ def test_bad_config_makes_no_directory(root: Path) -> None:
 
 def test_unique_names_when_suffixes_collide(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     suffixes = iter(["aaaaaa", "aaaaaa", "aaaaaa", "bbbbbb"])
-    monkeypatch.setattr(run_module.secrets, "token_hex", lambda n: next(suffixes))
-    monkeypatch.setattr(run_module, "_timestamp", lambda: "20240101-000000")
+    monkeypatch.setattr(rundir_module.secrets, "token_hex", lambda n: next(suffixes))
+    monkeypatch.setattr(rundir_module, "_timestamp", lambda: "20240101-000000")
     with run("same", root=root) as first, run("same", root=root) as second:
         pass
     assert first.dir.name == "20240101-000000-same-aaaaaa"

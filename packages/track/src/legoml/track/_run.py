@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import secrets
 import shutil
 import threading
 import time
@@ -19,9 +18,17 @@ import structlog
 from ._atomic import atomic_write, atomic_write_json
 from ._errors import RunError
 from ._events import EventLog
-from ._flatten import config_differences
 from ._lines import LineAppender
 from ._meta import environment_info, git_info, now_iso, parse_iso
+from ._rundir import (
+    check_scalars_header,
+    config_to_dict,
+    find_run_dir,
+    make_unique_dir,
+    read_json,
+    replace_config,
+    slug,
+)
 from ._scalars import SCALARS_HEADER, format_rows, to_float
 from ._tensorboard import TensorBoardSink, require_tensorboard
 
@@ -30,63 +37,7 @@ __all__ = ["Run", "config_to_dict", "run"]
 log = structlog.get_logger(__name__)
 
 Status = Literal["running", "completed", "failed"]
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _TEXT_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]*$")
-
-
-def config_to_dict(config: object) -> dict[str, Any]:
-    """A JSON-safe dict from a Node-like object (anything with ``to_dict()``) or a mapping."""
-    if config is None:
-        return {}
-    to_dict = getattr(config, "to_dict", None)
-    data = to_dict() if callable(to_dict) else config
-    if not isinstance(data, Mapping):
-        raise RunError(
-            f"config must be a mapping or have to_dict(), got {type(config).__name__}; "
-            "pass a dict or a Node"
-        )
-    try:
-        return dict(json.loads(json.dumps(dict(data), allow_nan=True)))
-    except (TypeError, ValueError) as exc:
-        raise RunError(f"config cannot be written as JSON ({exc}); use plain values") from exc
-
-
-def _slug(name: str) -> str:
-    return _UNSAFE.sub("-", name).strip("-.")[:64] or "run"
-
-
-def _timestamp() -> str:
-    return time.strftime("%Y%m%d-%H%M%S")
-
-
-def _make_unique_dir(root: Path, slug: str) -> Path:
-    """``<root>/<YYYYmmdd-HHMMSS>-<slug>-<6 hex>``, created atomically (safe across processes)."""
-    for _ in range(64):
-        candidate = root / f"{_timestamp()}-{slug}-{secrets.token_hex(3)}"
-        try:
-            candidate.mkdir()
-        except FileExistsError:
-            continue
-        return candidate
-    raise RunError(f"could not create a unique run directory under {root}")
-
-
-def _find_run_dir(path: Path) -> Path:
-    """The run directory for ``path``: itself, or the run holding a file such as a checkpoint."""
-    for candidate in (path, *list(path.parents)[:2]):
-        if (candidate / "meta.json").is_file():
-            return candidate
-    raise RunError(f"cannot resume {path}: no meta.json there; pass a run directory")
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise RunError(f"cannot read {path}: {exc}") from exc
-    if not isinstance(data, dict):
-        raise RunError(f"{path} does not hold a JSON object")
-    return data
 
 
 class Run:
@@ -143,7 +94,7 @@ class Run:
         root = Path(root)
         try:
             root.mkdir(parents=True, exist_ok=True)
-            directory = _make_unique_dir(root, _slug(name or "run"))
+            directory = make_unique_dir(root, slug(name or "run"))
         except OSError as exc:
             raise RunError(f"cannot create a run under {root}: {exc.strerror or exc}") from exc
         atomic_write_json(directory / "config.json", config_dict)
@@ -178,14 +129,14 @@ class Run:
         tensorboard: bool = False,
     ) -> Run:
         """Reopen an existing run (or the run holding ``path``) and append to it."""
-        directory = _find_run_dir(Path(path))
-        meta = _read_json(directory / "meta.json")
-        _check_scalars_header(directory / "logs" / "scalars.csv")
+        directory = find_run_dir(Path(path))
+        meta = read_json(directory / "meta.json")
+        check_scalars_header(directory / "logs" / "scalars.csv")
         if tensorboard:
             require_tensorboard()
         entry: dict[str, Any] = {"time": now_iso(), "previous_status": meta.get("status")}
         if config is not None:
-            changed = _replace_config(directory, config_to_dict(config))
+            changed = replace_config(directory, config_to_dict(config))
             if changed:
                 entry["config_changed"] = changed
         if seed is not None and seed != meta.get("seed"):
@@ -232,7 +183,7 @@ class Run:
 
     @property
     def config(self) -> dict[str, Any]:
-        return _read_json(self.dir / "config.json")
+        return read_json(self.dir / "config.json")
 
     # -- logging ----------------------------------------------------------------------------
     def _check_open(self) -> None:
@@ -349,7 +300,10 @@ class Run:
                 if self._tb is not None:
                     self._tb.close()
                 self._write_meta()
-        log.info("run finished", run=str(self.dir), status=status, error=message)
+        if message is None:
+            log.info("run finished", run=str(self.dir), status=status)
+        else:
+            log.warning("run finished", run=str(self.dir), status=status, error=message)
 
     def __enter__(self) -> Run:
         return self
@@ -366,29 +320,6 @@ class Run:
 
     def __repr__(self) -> str:
         return f"Run({str(self.dir)!r}, status={self.status!r})"
-
-
-def _check_scalars_header(path: Path) -> None:
-    if not path.exists() or path.stat().st_size == 0:
-        return
-    with open(path, encoding="utf-8", errors="replace") as handle:
-        first = handle.readline()
-    if first.endswith("\n") and first.rstrip("\r\n") != SCALARS_HEADER:
-        raise RunError(f"{path} does not start with the header {SCALARS_HEADER!r}; cannot append")
-
-
-def _replace_config(directory: Path, new: dict[str, Any]) -> list[str]:
-    """Write a changed config on resume, keeping the previous one as an artifact."""
-    path = directory / "config.json"
-    old = _read_json(path) if path.exists() else {}
-    changed = sorted(config_differences([old, new]))
-    if changed:
-        archive = directory / "artifacts"
-        archive.mkdir(exist_ok=True)
-        index = len(list(archive.glob("config-before-resume-*.json"))) + 1
-        atomic_write_json(archive / f"config-before-resume-{index}.json", old)
-        atomic_write_json(path, new)
-    return changed
 
 
 def run(
