@@ -51,9 +51,7 @@ def set_in(value: Any, parts: list[str], new: Any, path: str, node_base: type[An
             raise err.under(path) from None
     if isinstance(value, (list, tuple)):
         if not head.isdigit() or int(head) >= len(value):
-            raise ConfigError(
-                f"no item {short(head)}: valid indices are 0..{len(value) - 1}", path
-            )
+            raise ConfigError(f"no item {short(head)}: valid indices are 0..{len(value) - 1}", path)
         index = int(head)
         items = list(value)
         items[index] = set_in(items[index], rest, new, join_path(path, f"[{index}]"), node_base)

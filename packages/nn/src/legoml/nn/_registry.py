@@ -32,7 +32,9 @@ def lookup(tag: object, path: str = "") -> type[Any]:
         raise ConfigError(f"'type' must be a registered node type name, got {short(tag)}", path)
     cls = _TYPES.get(tag)
     if cls is None:
-        hint = (closest(tag, sorted(_TYPES)) if len(tag) <= 200 else "") or "; see legoml.nn.registered_nodes()"
+        hint = (
+            closest(tag, sorted(_TYPES)) if len(tag) <= 200 else ""
+        ) or "; see legoml.nn.registered_nodes()"
         raise ConfigError(f"unknown node type {short(tag)}, not a registered Node{hint}", path)
     return cls
 

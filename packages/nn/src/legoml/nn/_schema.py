@@ -83,7 +83,8 @@ def _wrong(spec: Spec, value: object, path: str) -> ConfigError:
 
 
 def _too_deep(path: str) -> ConfigError:
-    return ConfigError(f"config nested more than {MAX_DEPTH} levels deep; refusing it", path)
+    shown = path if len(path) <= 100 else f"{path[:60]}...{path[-30:]}"
+    return ConfigError(f"config nested more than {MAX_DEPTH} levels deep; refusing it", shown)
 
 
 class Spec:
@@ -328,8 +329,10 @@ def fields_of(cls: type[Any], node_base: type[Any]) -> dict[str, FieldSpec]:
     try:
         hints = typing.get_type_hints(cls, include_extras=True)
     except NameError as err:
-        raise TypeError(f"{name}: cannot resolve a field annotation ({err}); define the "
-                        "types it names at module level") from err
+        raise TypeError(
+            f"{name}: cannot resolve a field annotation ({err}); define the "
+            "types it names at module level"
+        ) from err
     found = {}
     for f in dataclasses.fields(cls):
         if not f.init:
@@ -352,8 +355,11 @@ def parse_node(
     if "type" in data:
         target = _registry.lookup(data["type"], join_path(path, "type"))
         if not issubclass(target, expected):
+            fits = sorted(t for t, c in _registry.snapshot().items() if issubclass(c, expected))
+            listed = ", ".join(fits[:12]) + (", ..." if len(fits) > 12 else "")
             raise ConfigError(
-                f"{target.__name__} is not a {expected.__name__}", join_path(path, "type")
+                f"{target.__name__} is not a {expected.__name__}; use one of: {listed}",
+                join_path(path, "type"),
             )
     elif _registry.snapshot().get(getattr(expected, "type_tag", "")) is expected:
         target = expected
@@ -385,4 +391,3 @@ def parse_node(
         return target(**kwargs)
     except ConfigError as err:
         raise err.under(path) from None
-

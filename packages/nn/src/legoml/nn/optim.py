@@ -107,7 +107,9 @@ class OptimizerNode(Node, register=False):
 
     def _speed(self) -> dict[str, Any]:
         """``foreach``/``fused`` only when set, so torch picks its default otherwise."""
-        return {k: v for k, v in (("foreach", self.foreach), ("fused", self.fused)) if v is not None}
+        return {
+            k: v for k, v in (("foreach", self.foreach), ("fused", self.fused)) if v is not None
+        }
 
     def _create(self, groups: list[dict[str, Any]]) -> torch.optim.Optimizer:
         raise NotImplementedError

@@ -56,6 +56,11 @@ class ConvBlockNode(StageNode):
     dropout: Probability = 0.0
 
     def validate(self) -> None:
+        if self.norm is not None:
+            try:
+                self.norm.check_width(self.out_channels)
+            except ConfigError as err:
+                raise err.under("norm") from None
         if isinstance(self.norm, (LayerNormNode, BatchNorm1dNode)):
             raise ConfigError(
                 f"{type(self.norm).__name__} does not fit conv feature maps; use "

@@ -35,6 +35,11 @@ class LinearBlockNode(ModuleNode):
     dropout: Probability = 0.0
 
     def validate(self) -> None:
+        if self.norm is not None:
+            try:
+                self.norm.check_width(self.out_features)
+            except ConfigError as err:
+                raise err.under("norm") from None
         if isinstance(self.norm, BatchNorm2dNode):
             raise ConfigError(
                 "BatchNorm2dNode expects (N, C, H, W); use BatchNorm1dNode or LayerNormNode",

@@ -32,6 +32,11 @@ class NormNode(ModuleNode, register=False):
     def build(self, num_features: int | None = None) -> nn.Module:
         raise NotImplementedError(f"{type(self).__name__} does not define build()")
 
+    def check_width(self, width: int) -> None:
+        """Raise ``ConfigError`` if this norm cannot follow a layer of ``width`` features."""
+        for name in ("num_features", "num_channels", "normalized_shape"):
+            resolve_size(getattr(self, name, None), width, name)
+
 
 @dataclass(frozen=True)
 class BatchNorm2dNode(NormNode):
@@ -94,12 +99,13 @@ class GroupNormNode(NormNode):
 
     def validate(self) -> None:
         if self.num_channels is not None:
-            self._check(self.num_channels)
+            self.check_width(self.num_channels)
 
-    def _check(self, channels: int) -> None:
-        if channels % self.num_groups:
+    def check_width(self, width: int) -> None:
+        super().check_width(width)
+        if width % self.num_groups:
             raise ConfigError(
-                f"{self.num_groups} groups do not divide {channels} channels; "
+                f"{self.num_groups} groups do not divide {width} channels; "
                 "pick a divisor of the channel count",
                 "num_groups",
             )
@@ -108,5 +114,5 @@ class GroupNormNode(NormNode):
         size = resolve_size(self.num_channels, num_features, "num_channels")
         if size is None:
             raise BuildError("GroupNormNode needs num_channels when built on its own")
-        self._check(size)
+        self.check_width(size)
         return nn.GroupNorm(self.num_groups, size, self.eps, self.affine)

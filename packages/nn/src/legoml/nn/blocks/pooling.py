@@ -19,7 +19,6 @@ __all__ = [
 ]
 
 
-
 class PoolNode(ModuleNode, register=False):
     """Base of pooling nodes: a field typed ``PoolNode`` accepts any of them.
 

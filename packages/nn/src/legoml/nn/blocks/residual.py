@@ -50,6 +50,11 @@ class ResidualBlockNode(StageNode):
     activation: ActivationNode = ReluNode()
 
     def validate(self) -> None:
+        if self.norm is not None:
+            try:
+                self.norm.check_width(self.out_channels)
+            except ConfigError as err:
+                raise err.under("norm") from None
         if self.kernel_size % 2 == 0:
             raise ConfigError(
                 f"must be odd so the skip connection keeps the shape, got {self.kernel_size}",

@@ -35,6 +35,9 @@ class MLPNode(ModuleNode):
     dropout: Probability = 0.0
     flatten: bool = True
 
+    def validate(self) -> None:
+        self.hidden_blocks()  # the norm must fit every hidden width
+
     def hidden_blocks(self) -> list[LinearBlockNode]:
         """The hidden layers as linear block nodes."""
         sizes = (self.in_features, *self.hidden)
