@@ -59,6 +59,9 @@ def test_round_trip(tmp_path: Path) -> None:
     assert loaded["extra"]["dtype"] is torch.float16
     assert loaded["extra"]["tuple"] == (1, 2.5, "x", None, True)
     assert _temp_files(path.parent) == []
+    plain = path.parent / "plain.txt"
+    plain.write_text("x")  # the atomic file gets the mode open() gives, not mkstemp's 0600
+    assert path.stat().st_mode & 0o777 == plain.stat().st_mode & 0o777
 
 
 def test_save_refuses_what_a_safe_load_could_not_read(tmp_path: Path) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -341,12 +340,15 @@ def test_tensorboard_sink_mirrors_scalars(root: Path, monkeypatch: pytest.Monkey
     assert [row.value for row in read_scalars(r.dir)] == [0.5]
 
 
-def test_import_stays_light() -> None:
+def test_import_and_cli_listing_stay_light(root: Path) -> None:
     import subprocess
     import sys
 
+    with run("light", root=root) as r:
+        r.log_scalar("a", 1.0, step=1)
     code = (
-        "import sys, legoml.track as t; "
+        "import sys, legoml.track as t; from legoml.track.cli import main; "
+        f"main(['ls', {str(root)!r}]); main(['show', {str(r.dir)!r}]); "
         "assert 'legoml.core' not in sys.modules, 'core'; "
         "assert 'torch' not in sys.modules, 'torch'; "
         "assert 'matplotlib' not in sys.modules, 'matplotlib'; "
@@ -354,4 +356,4 @@ def test_import_stays_light() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    assert os.environ.get("PYTEST_CURRENT_TEST")  # sanity: running under pytest
+    assert r.dir.name in done.stdout

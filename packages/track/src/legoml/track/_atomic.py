@@ -13,6 +13,15 @@ from typing import IO, Any
 __all__ = ["atomic_write", "atomic_write_json", "fsync_dir"]
 
 
+def _current_umask() -> int:
+    mask = os.umask(0o022)  # read once at import; os.umask can only be read by setting it
+    os.umask(mask)
+    return mask
+
+
+_FILE_MODE = 0o666 & ~_current_umask()  # what open() would give (mkstemp alone gives 0o600)
+
+
 def fsync_dir(directory: Path) -> None:
     """Persist a directory entry change (a rename) where the OS supports it."""
     try:
@@ -36,6 +45,8 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], Any]) -> None:
     fd, tmp_name = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")
     tmp = Path(tmp_name)
     try:
+        if hasattr(os, "fchmod"):
+            os.fchmod(fd, _FILE_MODE)
         with os.fdopen(fd, "wb") as handle:
             write(handle)
             handle.flush()
