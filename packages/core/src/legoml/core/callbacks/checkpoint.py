@@ -226,6 +226,7 @@ class CheckpointCallback(Callback):
 
     def _write(self, name: str, payload: Mapping[str, Any], engine: Engine) -> None:
         path = self.dirname / name
+        path.parent.mkdir(parents=True, exist_ok=True)
         self.saver(path, payload)
         _log.debug("checkpoint_saved", path=str(path), global_step=engine.state.global_step)
 
