@@ -174,6 +174,10 @@ def test_names_with_commas_and_quotes_round_trip(root: Path) -> None:
 
 
 def test_bad_config_makes_no_directory(root: Path) -> None:
+    with pytest.raises(RunError, match="seed must be an int"):
+        run(root=root, seed="0")  # type: ignore[arg-type]
+    with pytest.raises(RunError, match="name must be a string"):
+        run(3, root=root)  # type: ignore[arg-type]
     with pytest.raises(RunError, match="mapping or have to_dict"):
         run(root=root, config=[1, 2])
     with pytest.raises(RunError, match="JSON"):

@@ -336,6 +336,10 @@ def run(
     Leaving the ``with`` block marks the run completed, or failed (with the error) when an
     exception escapes; rows already logged are on disk either way.
     """
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise RunError(f"seed must be an int or None, got {seed!r}")
+    if name is not None and not isinstance(name, str):
+        raise RunError(f"run name must be a string, got {type(name).__name__}")
     if resume is not None:
         return Run.resume(resume, config=config, seed=seed, tensorboard=tensorboard)
     return Run.create(name, root, config, seed, tensorboard=tensorboard)
