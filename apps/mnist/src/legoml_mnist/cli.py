@@ -1,8 +1,172 @@
-"""The ``legoml-mnist`` command."""
+"""``legoml-mnist``: train, evaluate and print the config of the MNIST experiment.
 
+Every problem the user can fix (bad flag, bad config, missing data or checkpoint) ends the
+command with one ``error: ...`` line on stderr and a non-zero exit code, no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
 import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
+
+from legoml.core import CoreError
+from legoml.data import DataError
+from legoml.nn import ConfigError, Node, apply_overrides
+from legoml.track import TrackError
+
+from legoml_mnist.errors import AppError
+from legoml_mnist.logs import configure_logging
+from legoml_mnist.nodes import EvaluatorForImageClassificationNode, TrainerForImageClassificationNode
+
+__all__ = ["build_parser", "load_config", "main"]
+
+USER_ERRORS = (AppError, ConfigError, DataError, TrackError, CoreError)
 
 
-def main(argv: list[str] | None = None) -> int:
-    sys.stderr.write("error: legoml-mnist is not wired yet\n")
-    return 2
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports bad arguments in one line (exit code 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {message} (see legoml-mnist {self.prog.split()[-1]} --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="legoml-mnist", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    train = commands.add_parser("train", help="train the MNIST experiment")
+    train.add_argument("--config", type=Path, help="JSON config (as printed by `legoml-mnist config`)")
+    train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a config field, e.g. --set optimizer.lr=0.002 (repeatable)")
+    train.add_argument("--epochs", type=float, help="epochs to train (fractions allowed)")
+    train.add_argument("--seed", type=int)
+    train.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"])
+    train.add_argument("--runs-root", help="folder that holds run directories (default runs)")
+    train.add_argument("--limit-train", type=int, metavar="N", help="train on the first N examples")
+    train.add_argument("--limit-test", type=int, metavar="N", help="test on the first N examples")
+    train.add_argument("--checkpoint-every-steps", type=int, metavar="N")
+    train.add_argument("--resume", metavar="RUN_DIR_OR_CHECKPOINT",
+                       help="continue a run in its own directory")
+    train.add_argument("--distributed", action="store_true",
+                       help="data parallel over the ranks started by torchrun")
+    train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+    ev = commands.add_parser("eval", help="evaluate a checkpoint on the test set")
+    ev.add_argument("--checkpoint", help="checkpoint file or run directory (default: latest)")
+    ev.add_argument("--runs-root", default="runs")
+    ev.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto")
+    ev.add_argument("--limit-test", type=int, metavar="N")
+
+    commands.add_parser("config", help="print the default training config as JSON")
+    return parser
+
+
+def load_config(path: Path | None) -> TrainerForImageClassificationNode:
+    """The training config from a JSON file (validated), or the default one."""
+    if path is None:
+        return TrainerForImageClassificationNode()
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise AppError(f"config file {path} does not exist: write one with `legoml-mnist config > {path}`") from None
+    except OSError as err:
+        raise AppError(f"cannot read config file {path}: {err.strerror}") from None
+    try:
+        node = TrainerForImageClassificationNode.from_json(text)
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None
+    return node
+
+
+def _train_node(args: argparse.Namespace) -> TrainerForImageClassificationNode:
+    node = load_config(args.config)
+    flags = {
+        "epochs": args.epochs,
+        "seed": args.seed,
+        "device": args.device,
+        "runs_root": args.runs_root,
+        "dataset.limit_train": args.limit_train,
+        "dataset.limit_test": args.limit_test,
+        "checkpoint_every_steps": args.checkpoint_every_steps,
+    }
+    changes = {key: value for key, value in flags.items() if value is not None}
+    if args.no_progress:
+        changes["progress"] = False
+    node = node.fork(**changes) if changes else node
+    return apply_overrides(node, args.overrides)
+
+
+def _train(args: argparse.Namespace) -> int:
+    node = _train_node(args)
+    if args.resume is not None and args.config is None and not args.overrides:
+        node = _config_of_run(Path(args.resume), node)
+    if args.distributed:
+        from legoml_mnist.distributed import train_distributed
+
+        result = train_distributed(node, resume=args.resume)
+    else:
+        result = node.build().train(resume=args.resume)
+    if result.report is not None and result.run_dir is not None:
+        _out(result.report.text())
+        _out(f"trained {result.global_step} steps in {result.train_seconds:.1f} s; "
+             f"test accuracy {result.final_metrics['test/accuracy']:.4f}")
+        _out(f"run directory: {result.run_dir}")
+    return 0
+
+
+def _config_of_run(resume: Path, fallback: TrainerForImageClassificationNode) -> TrainerForImageClassificationNode:
+    """A resumed run keeps its own config (flags given with --resume still apply on top)."""
+    folder = resume if resume.is_dir() else resume.parent.parent
+    config = folder / "config.json"
+    if not config.is_file():
+        return fallback
+    saved = load_config(config)
+    defaults = TrainerForImageClassificationNode()
+    changed = {
+        key: getattr(fallback, key)
+        for key in ("epochs", "seed", "device", "runs_root", "checkpoint_every_steps", "progress")
+        if getattr(fallback, key) != getattr(defaults, key)
+    }
+    return saved.fork(**changed) if changed else saved
+
+
+def _eval(args: argparse.Namespace) -> int:
+    node = EvaluatorForImageClassificationNode(
+        checkpoint=args.checkpoint, runs_root=args.runs_root, device=args.device
+    )
+    if args.limit_test is not None:
+        node = node.fork(**{"dataset.limit_test": args.limit_test})
+    report = node.build().eval()
+    _out(report.text())
+    _out(f"checkpoint: {report.checkpoint}")
+    return 0
+
+
+def _out(text: str) -> None:
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    configure_logging()
+    try:
+        if args.command == "config":
+            _out(json.dumps(TrainerForImageClassificationNode().to_dict(), indent=2))
+            return 0
+        if args.command == "eval":
+            return _eval(args)
+        return _train(args)
+    except USER_ERRORS as err:
+        sys.stderr.write(f"error: {err}\n")
+        return 1
+    except KeyboardInterrupt:
+        sys.stderr.write("error: interrupted; resume with `legoml-mnist train --resume RUN_DIR`\n")
+        return 130
+    except OSError as err:
+        sys.stderr.write(f"error: {err.strerror or err}: {err.filename or ''}".rstrip(": ") + "\n")
+        return 1

@@ -1,0 +1,41 @@
+"""The confusion matrix as a PNG (matplotlib, headless)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+__all__ = ["save_confusion_png"]
+
+
+def save_confusion_png(matrix: torch.Tensor, path: Path) -> Path:
+    """Draw ``matrix`` (rows: true class, columns: predicted) with its counts into ``path``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    counts = matrix.to(torch.int64).cpu()
+    n = counts.shape[0]
+    fig, ax = plt.subplots(figsize=(6.5, 5.5), dpi=100)
+    try:
+        image = ax.imshow(counts.numpy(), cmap="Blues")
+        fig.colorbar(image, ax=ax)
+        ax.set_xticks(range(n))
+        ax.set_yticks(range(n))
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        ax.set_title("confusion matrix")
+        threshold = counts.max().item() / 2
+        for r in range(n):
+            for c in range(n):
+                value = int(counts[r, c])
+                color = "white" if value > threshold else "black"
+                ax.text(c, r, str(value), ha="center", va="center", fontsize=7, color=color)
+        fig.tight_layout()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path)
+    finally:
+        plt.close(fig)
+    return path
