@@ -220,7 +220,7 @@ class BatchLoader:
         labels = self.labels.index_select(0, indices)
         if self.transform is None:
             return normalize_images(images, self.mean, self.std), labels
-        pixels = images.to(torch.float32).mul_(1.0 / 255.0)
+        pixels = torch.mul(images, torch.tensor(1.0 / 255.0, dtype=torch.float32))
         pixels = self.transform(pixels, self._augment_generator(epoch, index))
         return torch.sub(pixels, self.mean).div_(self.std), labels
 

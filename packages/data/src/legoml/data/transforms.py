@@ -65,11 +65,12 @@ class RandomShift:
         n, c, h, w = images.shape
         shifts = torch.randint(-m, m + 1, (2, n), generator=generator, device=images.device)
         padded = F.pad(images, (m, m, m, m), value=self.fill)
-        # out[y, x] = padded[y + m - dy, x + m - dx]: two gathers, one per axis.
+        # out[y, x] = padded[y + m - dy, x + m - dx]: one gather over the flattened planes.
         rows = torch.arange(h, device=images.device) + (m - shifts[0])[:, None]
         cols = torch.arange(w, device=images.device) + (m - shifts[1])[:, None]
-        out = padded.gather(2, rows[:, None, :, None].expand(n, c, h, w + 2 * m))
-        return out.gather(3, cols[:, None, None, :].expand(n, c, h, w))
+        flat = rows[:, :, None] * (w + 2 * m) + cols[:, None, :]
+        index = flat.reshape(n, 1, h * w).expand(n, c, h * w)
+        return padded.reshape(n, c, -1).gather(2, index).reshape(n, c, h, w)
 
     def __repr__(self) -> str:
         return f"RandomShift(max_shift={self.max_shift}, fill={self.fill})"
