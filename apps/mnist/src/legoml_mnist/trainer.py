@@ -248,4 +248,5 @@ def _open_run(
         return run(name=node.run_name, root=node.runs_root, config=node, seed=node.seed)
     checkpoint = Path(checkpoint_state["_path"])
     run_dir = checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else Path(resume)
-    return run(resume=run_dir, config=node, seed=node.seed)
+    step = int(checkpoint_state["global_step"])
+    return run(resume=run_dir, config=node, seed=node.seed, rewind_to_step=step)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._errors import CheckpointError, MissingExtraError, RunError, TrackError
 from ._run import Run, config_to_dict, run
-from ._scalars import SCALARS_HEADER, ScalarRow, read_scalars
+from ._scalars import SCALARS_HEADER, ScalarRow, read_scalars, rewind_scalars
 from ._store import RunInfo, list_runs, read_run
 from ._tensorboard import TensorBoardSink
 from .plot import plot_runs
@@ -48,6 +48,7 @@ __all__ = [
     "plot_runs",
     "read_run",
     "read_scalars",
+    "rewind_scalars",
     "run",
     "save_checkpoint",
 ]

@@ -29,7 +29,7 @@ from ._rundir import (
     replace_config,
     slug,
 )
-from ._scalars import SCALARS_HEADER, format_rows, to_float
+from ._scalars import SCALARS_HEADER, format_rows, rewind_scalars, to_float
 from ._tensorboard import TensorBoardSink, require_tensorboard
 
 __all__ = ["Run", "config_to_dict", "run"]
@@ -127,11 +127,18 @@ class Run:
         seed: int | None = None,
         *,
         tensorboard: bool = False,
+        rewind_to_step: int | None = None,
     ) -> Run:
-        """Reopen an existing run (or the run holding ``path``) and append to it."""
+        """Reopen an existing run (or the run holding ``path``) and append to it.
+
+        ``rewind_to_step`` (the step of the checkpoint being resumed) drops the scalar rows
+        logged after it, so the steps that are trained again appear once.
+        """
         directory = find_run_dir(Path(path))
         meta = read_json(directory / "meta.json")
         check_scalars_header(directory / "logs" / "scalars.csv")
+        if rewind_to_step is not None:
+            rewind_scalars(directory / "logs" / "scalars.csv", rewind_to_step)
         if tensorboard:
             require_tensorboard()
         entry: dict[str, Any] = {"time": now_iso(), "previous_status": meta.get("status")}
@@ -330,9 +337,11 @@ def run(
     seed: int | None = None,
     *,
     tensorboard: bool = False,
+    rewind_to_step: int | None = None,
 ) -> Run:
     """Start a run under ``root`` (or resume the run directory ``resume``); use with ``with``.
 
+    When resuming, ``rewind_to_step`` drops the scalar rows logged after that step.
     Leaving the ``with`` block marks the run completed, or failed (with the error) when an
     exception escapes; rows already logged are on disk either way.
     """
@@ -341,5 +350,7 @@ def run(
     if name is not None and not isinstance(name, str):
         raise RunError(f"run name must be a string, got {type(name).__name__}")
     if resume is not None:
-        return Run.resume(resume, config=config, seed=seed, tensorboard=tensorboard)
+        return Run.resume(
+            resume, config=config, seed=seed, tensorboard=tensorboard, rewind_to_step=rewind_to_step
+        )
     return Run.create(name, root, config, seed, tensorboard=tensorboard)

@@ -10,6 +10,7 @@ from typing import NamedTuple
 
 import structlog
 
+from ._atomic import atomic_write
 from ._errors import RunError
 
 __all__ = [
@@ -19,6 +20,7 @@ __all__ = [
     "format_rows",
     "last_values",
     "read_scalars",
+    "rewind_scalars",
     "scalars_path",
     "to_float",
 ]
@@ -121,3 +123,40 @@ def last_values(rows: Iterable[ScalarRow]) -> dict[str, float]:
     for row in rows:
         latest[row.name] = row.value
     return latest
+
+
+def rewind_scalars(run_or_csv: str | Path, step: int) -> int:
+    """Drop every row logged after training step ``step`` (and a torn last line); return
+    how many rows went.
+
+    A run resumed from the checkpoint of step ``step`` logs the later steps again; rewinding
+    first keeps each step in the CSV exactly once. The file is replaced atomically.
+    """
+    path = scalars_path(run_or_csv)
+    if not path.is_file():
+        return 0
+    text = path.read_text(encoding="utf-8", errors="replace")
+    lines = text.splitlines(keepends=True)
+    kept: list[str] = []
+    dropped = 0
+    for index, line in enumerate(lines):
+        if not line.endswith("\n"):
+            dropped += 1
+            continue
+        if index == 0 and line.rstrip("\r\n") == SCALARS_HEADER:
+            kept.append(line)
+            continue
+        try:
+            row_step = int(line.split(",", 1)[0])
+        except ValueError:
+            kept.append(line)
+            continue
+        if row_step > step:
+            dropped += 1
+        else:
+            kept.append(line)
+    if dropped:
+        payload = "".join(kept).encode("utf-8")
+        atomic_write(path, lambda handle: handle.write(payload))
+        log.info("scalars rewound", path=str(path), step=step, rows_dropped=dropped)
+    return dropped
