@@ -209,6 +209,11 @@ def test_resume_mid_epoch_yields_exactly_the_remaining_batches(
         assert len(rest) == len(expected) - consumed
         for (x, y), (ex, ey) in zip(rest, expected[consumed:], strict=True):
             assert torch.equal(x, ex) and torch.equal(y, ey)
+        # legoml-core's order: set_epoch first, then load_state_dict.
+        other = make()
+        other.set_epoch(2)
+        other.load_state_dict(state)
+        assert [y.tolist() for _, y in other] == [y.tolist() for _, y in rest]
 
 
 def test_resume_without_set_epoch_and_then_continue() -> None:
