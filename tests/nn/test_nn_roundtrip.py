@@ -84,13 +84,36 @@ def _same_behaviour(node: L.Node, rebuilt: L.Node) -> bool:
 def test_the_registry_holds_every_builtin_node() -> None:
     assert len(BUILTIN) >= 30
     expected = {
-        "ReluNode", "GELUNode", "SiLUNode", "LeakyReLUNode", "TanhNode", "NoopNode",
-        "MaxPool2dNode", "AvgPool2dNode", "AdaptiveAvgPool2dNode", "AdaptiveMaxPool2dNode",
-        "GlobalAvgPoolNode", "BatchNorm2dNode", "BatchNorm1dNode", "LayerNormNode",
-        "GroupNormNode", "ConvBlockNode", "LinearBlockNode", "ResidualBlockNode",
-        "SequentialNode", "MLPNode", "EncoderNode", "TinyCNNNode", "SGDNode", "AdamNode",
-        "AdamWNode", "StepLRNode", "CosineNode", "OneCycleNode", "WarmupCosineNode",
-    }  # fmt: skip
+        "ReluNode",
+        "GELUNode",
+        "SiLUNode",
+        "LeakyReLUNode",
+        "TanhNode",
+        "NoopNode",
+        "MaxPool2dNode",
+        "AvgPool2dNode",
+        "AdaptiveAvgPool2dNode",
+        "AdaptiveMaxPool2dNode",
+        "GlobalAvgPoolNode",
+        "BatchNorm2dNode",
+        "BatchNorm1dNode",
+        "LayerNormNode",
+        "GroupNormNode",
+        "ConvBlockNode",
+        "LinearBlockNode",
+        "ResidualBlockNode",
+        "SequentialNode",
+        "MLPNode",
+        "EncoderNode",
+        "TinyCNNNode",
+        "SGDNode",
+        "AdamNode",
+        "AdamWNode",
+        "StepLRNode",
+        "CosineNode",
+        "OneCycleNode",
+        "WarmupCosineNode",
+    }
     assert expected <= set(BUILTIN)
     for tag, cls in BUILTIN.items():
         assert cls.type_tag == tag

@@ -143,9 +143,11 @@ def test_bad_values_name_the_field(data: dict[str, Any], expected: str) -> None:
         ({"sinks": [{}, {"count": 99}]}, "sinks[1].count: must be <= 10, got 99"),
         ({"sinks": [{}, {"acts": [{}, {"type": "Relu"}]}]}, "sinks[1].acts[0]: missing 'type'"),
         ({"sinks": [{}, {"mode": 3, "count": 0}]}, "sinks[1].count: must be > 0 when mode is 3"),
-        ({"sinks": [{"module": {"type": "TinyCNNNode", "hidden": [8, -1]}}]},
-         "sinks[0].module.hidden[1]: must be >= 1, got -1"),
-    ],  # fmt: skip
+        (
+            {"sinks": [{"module": {"type": "TinyCNNNode", "hidden": [8, -1]}}]},
+            "sinks[0].module.hidden[1]: must be >= 1, got -1",
+        ),
+    ],
 )
 def test_nested_errors_give_the_full_path(data: dict[str, Any], expected: str) -> None:
     assert _error({"type": "tests.Holder", **data}).startswith(expected)

@@ -65,4 +65,4 @@ def set_in(value: Any, parts: list[str], new: Any, path: str, node_base: type[An
         return entries
     if value is None:
         raise ConfigError(f"is None, so it has no {head!r}; set the whole value first", path)
-    raise ConfigError(f"a {type(value).__name__} value has no {head!r} inside it", path)
+    raise ConfigError(f"{type(value).__name__} value {short(value)} has no {head!r} inside", path)

@@ -45,15 +45,17 @@ def _one_line(value: Any) -> str:
     return opening + ", ".join(parts) + closing
 
 
-def render(value: Any, indent: int = 0) -> str:
-    """``value`` as text; continuation lines are indented for column ``indent``."""
+def render(value: Any, indent: int = 0, used: int | None = None) -> str:
+    """``value`` as text for a line indented by ``indent`` with ``used`` columns taken."""
     one = _one_line(value)
-    if len(one) + indent <= WIDTH or not _is_tree(value) or not _items(value):
+    start = indent if used is None else used
+    if start + len(one) + 1 <= WIDTH or not _is_tree(value) or not _items(value):
         return one
     opening, closing = _brackets(value)
-    inner = " " * indent + _STEP
+    inner = indent + len(_STEP)
     lines = [opening]
     for label, child in _items(value):
-        lines.append(f"{inner}{label}{render(child, len(inner) + len(label))},")
+        text = render(child, inner, inner + len(label))
+        lines.append(f"{' ' * inner}{label}{text},")
     lines.append(" " * indent + closing)
     return "\n".join(lines)

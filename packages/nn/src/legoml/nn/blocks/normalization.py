@@ -25,8 +25,8 @@ Momentum = Annotated[float, Check(gt=0.0, le=1.0)]
 class NormNode(ModuleNode, register=False):
     """Base of normalization nodes: a field typed ``NormNode`` accepts any of them.
 
-    >>> BatchNorm2dNode().build(16)
-    BatchNorm2d(16, eps=1e-05, momentum=0.1, affine=True, track_running_stats=True)
+    >>> BatchNorm2dNode().build(16).num_features
+    16
     """
 
     def build(self, num_features: int | None = None) -> nn.Module:
