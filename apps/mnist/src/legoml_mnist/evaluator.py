@@ -128,6 +128,8 @@ def resolve_checkpoint(checkpoint: str | None, runs_root: str) -> Path:
                 raise AppError(f"no checkpoint found in {folder}: train first (make train)")
             return latest
         return path
+    if not Path(runs_root).is_dir():
+        raise AppError(f"no checkpoint found: {runs_root}/ does not exist; train first (make train) or pass --checkpoint")
     runs = [r for r in list_runs(runs_root) if (r.dir / "checkpoints").is_dir()]
     for info in sorted(runs, key=lambda r: r.dir.name, reverse=True):
         latest = find_latest_checkpoint(info.dir / "checkpoints")
