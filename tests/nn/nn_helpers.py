@@ -25,7 +25,7 @@ def builtin_nodes() -> dict[str, type[L.Node]]:
     }
 
 
-def _int_range(check: _schema.Check) -> tuple[int, int]:
+def _int_range(check: L.Check) -> tuple[int, int]:
     low = 0
     if check.ge is not None:
         low = int(check.ge)
@@ -39,7 +39,7 @@ def _int_range(check: _schema.Check) -> tuple[int, int]:
     return low, high
 
 
-def _float_range(check: _schema.Check) -> tuple[float, float]:
+def _float_range(check: L.Check) -> tuple[float, float]:
     low = 0.0
     if check.ge is not None:
         low = float(check.ge)

@@ -5,8 +5,9 @@ module/optimizer/scheduler, ``to_dict()``/``Node.from_dict()`` round-trip it thr
 (only registered node types can be named), ``fork()`` changes a copy.
 """
 
+from legoml.nn._check import Check
 from legoml.nn._lazy import has_lazy, materialize
-from legoml.nn._schema import MAX_DEPTH, Check
+from legoml.nn._schema import MAX_DEPTH
 from legoml.nn.blocks import (
     ActivationNode,
     AdaptiveAvgPool2dNode,

@@ -10,7 +10,7 @@ from typing import Any
 from legoml.nn._text import closest, short
 from legoml.nn.errors import ConfigError
 
-__all__ = ["add", "lookup", "snapshot"]
+__all__ = ["add", "get", "lookup", "snapshot"]
 
 _TYPES: dict[str, type[Any]] = {}
 
@@ -37,6 +37,11 @@ def lookup(tag: object, path: str = "") -> type[Any]:
         ) or "; see legoml.nn.registered_nodes()"
         raise ConfigError(f"unknown node type {short(tag)}, not a registered Node{hint}", path)
     return cls
+
+
+def get(tag: str) -> type[Any] | None:
+    """The class registered under ``tag``, or None."""
+    return _TYPES.get(tag)
 
 
 def snapshot() -> dict[str, type[Any]]:

@@ -17,62 +17,17 @@ from collections.abc import Mapping
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from legoml.nn import _registry
+from legoml.nn._check import Check
 from legoml.nn._frozen import FrozenDict, FrozenList
 from legoml.nn._text import closest, short
 from legoml.nn.errors import ConfigError, join_path
 
-__all__ = ["Check", "FieldSpec", "MAX_DEPTH", "Spec", "fields_of", "parse_node"]
+__all__ = ["FieldSpec", "MAX_DEPTH", "Spec", "compile_type", "fields_of", "parse_node"]
 
 #: Deepest nesting (nodes and containers) a config may have; real configs use < 10.
 MAX_DEPTH = 64
 
 _NONFINITE = {"inf": math.inf, "+inf": math.inf, "-inf": -math.inf, "nan": math.nan}
-
-
-@dataclasses.dataclass(frozen=True)
-class Check:
-    """Limits on a field's value, attached with ``Annotated``.
-
-    Bounds apply to numbers (also to each item of a ``tuple[Annotated[int, Check(ge=1)], ...]``),
-    lengths to str/tuple/list/dict values; ``finite=False`` lets a float field hold inf/NaN.
-
-    >>> from typing import Annotated
-    >>> Check(ge=1)
-    Check(ge=1, gt=None, le=None, lt=None, min_len=None, max_len=None, finite=True)
-    """
-
-    ge: float | None = None
-    gt: float | None = None
-    le: float | None = None
-    lt: float | None = None
-    min_len: int | None = None
-    max_len: int | None = None
-    finite: bool = True
-
-    def merge(self, other: Check) -> Check:
-        """This check tightened by ``other``'s explicit settings."""
-        changes = {
-            f.name: getattr(other, f.name)
-            for f in dataclasses.fields(other)
-            if getattr(other, f.name) != f.default
-        }
-        return dataclasses.replace(self, **changes)
-
-    def number(self, value: float, path: str) -> None:
-        if self.ge is not None and not value >= self.ge:
-            raise ConfigError(f"must be >= {self.ge}, got {value!r}", path)
-        if self.gt is not None and not value > self.gt:
-            raise ConfigError(f"must be > {self.gt}, got {value!r}", path)
-        if self.le is not None and not value <= self.le:
-            raise ConfigError(f"must be <= {self.le}, got {value!r}", path)
-        if self.lt is not None and not value < self.lt:
-            raise ConfigError(f"must be < {self.lt}, got {value!r}", path)
-
-    def length(self, size: int, path: str) -> None:
-        if self.min_len is not None and size < self.min_len:
-            raise ConfigError(f"needs at least {self.min_len} item(s), got {size}", path)
-        if self.max_len is not None and size > self.max_len:
-            raise ConfigError(f"takes at most {self.max_len} item(s), got {size}", path)
 
 
 _NO_CHECK = Check()
@@ -361,7 +316,7 @@ def parse_node(
                 f"{target.__name__} is not a {expected.__name__}; use one of: {listed}",
                 join_path(path, "type"),
             )
-    elif _registry.snapshot().get(getattr(expected, "type_tag", "")) is expected:
+    elif _registry.get(getattr(expected, "type_tag", "")) is expected:
         target = expected
     else:
         raise ConfigError(f"missing 'type': name a registered {expected.__name__} type", path)

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from torch.nn.parameter import is_lazy
 
-from legoml.nn._schema import Check
+from legoml.nn._check import Check
 from legoml.nn.errors import BuildError, ConfigError
 from legoml.nn.node import Node
 

@@ -18,8 +18,8 @@ from torch.optim.lr_scheduler import (
     StepLR,
 )
 
+from legoml.nn._check import Check
 from legoml.nn._schedules import WarmupCosineFactor
-from legoml.nn._schema import Check
 from legoml.nn.errors import ConfigError
 from legoml.nn.node import Node
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from legoml.nn._schema import Check
+from legoml.nn._check import Check
 from legoml.nn.errors import ConfigError
 
 __all__ = ["NonNegative", "Positive", "Probability", "resolve_size"]

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from torch import nn
 
-from legoml.nn._schema import Check
+from legoml.nn._check import Check
 from legoml.nn.node import ModuleNode
 
 __all__ = [

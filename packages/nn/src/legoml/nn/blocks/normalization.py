@@ -11,7 +11,7 @@ from typing import Annotated
 
 from torch import nn
 
-from legoml.nn._schema import Check
+from legoml.nn._check import Check
 from legoml.nn.blocks._common import Positive, resolve_size
 from legoml.nn.errors import BuildError, ConfigError
 from legoml.nn.node import ModuleNode

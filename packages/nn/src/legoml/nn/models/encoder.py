@@ -9,7 +9,7 @@ from typing import Annotated
 
 from torch import nn
 
-from legoml.nn._schema import Check
+from legoml.nn._check import Check
 from legoml.nn.blocks._common import Positive, resolve_size
 from legoml.nn.blocks.activations import ActivationNode, ReluNode
 from legoml.nn.blocks.conv import ConvBlockNode, StageNode

@@ -8,8 +8,8 @@ from typing import Annotated, Literal
 
 from torch import nn
 
+from legoml.nn._check import Check
 from legoml.nn._lazy import materialize
-from legoml.nn._schema import Check
 from legoml.nn.blocks._common import Positive, Probability
 from legoml.nn.blocks.activations import ActivationNode, ReluNode
 from legoml.nn.blocks.normalization import BatchNorm2dNode
