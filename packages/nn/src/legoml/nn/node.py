@@ -39,7 +39,8 @@ class Node:
     """Base of every configurable piece: a frozen dataclass whose ``build()`` makes the object.
 
     Declare fields with plain annotations and defaults; value limits go in ``Annotated``
-    (``Check``), cross-field rules in ``validate()``. Subclassing registers the class under its
+    (``Check``), cross-field rules in ``validate()`` (do not override ``__post_init__``: it
+    converts and validates the fields). Subclassing registers the class under its
     name (``class MyNode(Node, tag="my.MyNode")`` picks another tag, ``register=False`` keeps an
     abstract base out of the registry).
 
