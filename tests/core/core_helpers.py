@@ -79,7 +79,9 @@ class ResumableBatches:
         self.epoch, self.position = epoch, 0
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        order = torch.randperm(len(self.x), generator=torch.Generator().manual_seed(self.seed + self.epoch))
+        order = torch.randperm(
+            len(self.x), generator=torch.Generator().manual_seed(self.seed + self.epoch)
+        )
         self.iterated_from.append(self.position)
         for index in range(self.position, len(self)):
             rows = order[index * self.batch_size : (index + 1) * self.batch_size]
@@ -93,7 +95,9 @@ class ResumableBatches:
         self.epoch, self.position = int(state["epoch"]), int(state["position"])
 
 
-def toy_data(n: int = 40, features: int = 8, classes: int = 3, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+def toy_data(
+    n: int = 40, features: int = 8, classes: int = 3, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
     return torch.randn(n, features, generator=g), torch.randint(0, classes, (n,), generator=g)
 
@@ -103,7 +107,9 @@ class DropoutNet(nn.Module):
 
     def __init__(self, features: int = 8, classes: int = 3) -> None:
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(features, 16), nn.ReLU(), nn.Dropout(0.3), nn.Linear(16, classes))
+        self.net = nn.Sequential(
+            nn.Linear(features, 16), nn.ReLU(), nn.Dropout(0.3), nn.Linear(16, classes)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out: torch.Tensor = self.net(x)
@@ -140,8 +146,11 @@ def ddp_worker(rank: int, world: int, port: int, folder: str) -> None:
     )
 
     os.environ.update(
-        RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
-        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port),
+        RANK=str(rank),
+        WORLD_SIZE=str(world),
+        LOCAL_RANK=str(rank),
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
     )
     torch.set_num_threads(1)
     out = Path(folder)
@@ -166,7 +175,9 @@ def ddp_worker(rank: int, world: int, port: int, folder: str) -> None:
             context,
             [
                 MetricsCallback([Accuracy()], loss=MeanLoss()),
-                CheckpointCallback(out / "ckpt", saver, every_n_steps=2, every_n_epochs=None, keep_last=None),
+                CheckpointCallback(
+                    out / "ckpt", saver, every_n_steps=2, every_n_epochs=None, keep_last=None
+                ),
                 ProgressBarCallback(file=bar_text, refresh_every=1),
             ],
         )

@@ -59,12 +59,22 @@ def training(lr: float = 0.1) -> tuple[Context, list[tuple[torch.Tensor, torch.T
 
 # ---------------------------------------------------------------- MetricsCallback
 def test_metrics_callback_computes_per_epoch_and_resets() -> None:
-    outputs = [out([[1, 0], [0, 1]], [0, 0], loss=2.0), out([[1, 0], [1, 0], [0, 1], [0, 1]], [0, 0, 1, 1], loss=0.5)]
+    outputs = [
+        out([[1, 0], [0, 1]], [0, 0], loss=2.0),
+        out([[1, 0], [1, 0], [0, 1], [0, 1]], [0, 0, 1, 1], loss=0.5),
+    ]
     per_epoch: list[dict[str, float]] = []
-    engine = Engine(fixed_outputs(outputs), Context(torch.nn.Identity()), [MetricsCallback([Accuracy()], loss=MeanLoss())])
+    engine = Engine(
+        fixed_outputs(outputs),
+        Context(torch.nn.Identity()),
+        [MetricsCallback([Accuracy()], loss=MeanLoss())],
+    )
     engine.add_event_handler(Events.EPOCH_END, lambda e, c: per_epoch.append(dict(e.state.metrics)))
     engine.loop([0, 1], max_epochs=2)
-    expected = {"train/accuracy": pytest.approx(5 / 6), "train/loss": pytest.approx((2.0 * 2 + 0.5 * 4) / 6)}
+    expected = {
+        "train/accuracy": pytest.approx(5 / 6),
+        "train/loss": pytest.approx((2.0 * 2 + 0.5 * 4) / 6),
+    }
     assert per_epoch == [expected, expected]  # reset at each epoch start
 
 
@@ -77,7 +87,11 @@ def test_metrics_callback_flattens_dicts_and_keeps_non_scalars() -> None:
             self.n += len(targets)
 
         def compute(self) -> dict[str, Any]:
-            return {"count": self.n, "nested": {"half": torch.tensor(self.n / 2)}, "matrix": torch.eye(2)}
+            return {
+                "count": self.n,
+                "nested": {"half": torch.tensor(self.n / 2)},
+                "matrix": torch.eye(2),
+            }
 
     callback = MetricsCallback({"report": Report()}, prefix="val/")
     engine = Engine(fixed_outputs([out([[1, 0]], [0])]), Context(torch.nn.Identity()), [callback])
@@ -105,7 +119,11 @@ def test_metric_names_and_bad_metrics() -> None:
 
 
 def test_metrics_callback_explains_outputs_without_predictions() -> None:
-    engine = Engine(lambda e, b, c: {"loss": torch.tensor(1.0)}, Context(torch.nn.Identity()), [MetricsCallback([Accuracy()])])
+    engine = Engine(
+        lambda e, b, c: {"loss": torch.tensor(1.0)},
+        Context(torch.nn.Identity()),
+        [MetricsCallback([Accuracy()])],
+    )
     with pytest.raises(CallbackError, match="predictions and targets"):
         engine.loop([0])
 
@@ -119,7 +137,11 @@ def test_metrics_callback_loss_only_with_dict_outputs() -> None:
 # ---------------------------------------------------------------- EvalOnEpochEndCallback
 def test_eval_callback_runs_every_n_epochs_and_after_the_last() -> None:
     context, batches = training()
-    evaluator = Engine(make_supervised_eval_step(), context, [MetricsCallback([Accuracy()], loss=MeanLoss(), prefix="")])
+    evaluator = Engine(
+        make_supervised_eval_step(),
+        context,
+        [MetricsCallback([Accuracy()], loss=MeanLoss(), prefix="")],
+    )
     runs: list[int] = []
     evaluator.add_event_handler(Events.ENGINE_START, lambda e, c: runs.append(trainer.state.epoch))
     cb = EvalOnEpochEndCallback(evaluator, batches[:2], every_n_epochs=2)
@@ -136,11 +158,17 @@ def test_eval_callback_runs_every_n_epochs_and_after_the_last() -> None:
 
 def test_eval_metrics_feed_checkpoint_and_early_stopping_in_order(tmp_path: Path) -> None:
     context, batches = training()
-    evaluator = Engine(make_supervised_eval_step(), context, [MetricsCallback(loss=MeanLoss(), prefix="val/")])
+    evaluator = Engine(
+        make_supervised_eval_step(), context, [MetricsCallback(loss=MeanLoss(), prefix="val/")]
+    )
     ckpt = CheckpointCallback(tmp_path, best_metric="val/loss", mode="min")
     stopper = EarlyStopping("val/loss", patience=1)
     # deliberately listed in the "wrong" order: priorities put evaluation first
-    trainer = Engine(make_supervised_train_step(), context, [ckpt, stopper, EvalOnEpochEndCallback(evaluator, batches)])
+    trainer = Engine(
+        make_supervised_train_step(),
+        context,
+        [ckpt, stopper, EvalOnEpochEndCallback(evaluator, batches)],
+    )
     trainer.loop(batches, max_epochs=2)
     assert stopper.best is not None and ckpt.best_score == stopper.best
     assert (tmp_path / "best.pt").exists()
@@ -151,7 +179,9 @@ def test_progress_bar_shows_loss_metrics_and_throughput() -> None:
     stream = io.StringIO()
     context, batches = training()
     bar = ProgressBarCallback(file=stream, refresh_every=1, postfix_every=2, mininterval=0)
-    Engine(make_supervised_train_step(), context, [bar, MetricsCallback([Accuracy()])]).loop(batches, max_epochs=2)
+    Engine(make_supervised_train_step(), context, [bar, MetricsCallback([Accuracy()])]).loop(
+        batches, max_epochs=2
+    )
     text = stream.getvalue()
     assert "epoch 1/2" in text and "epoch 2/2" in text and "4/4" in text
     assert "loss=" in text and "samples/s=" in text and "train/accuracy=" in text
@@ -160,7 +190,11 @@ def test_progress_bar_shows_loss_metrics_and_throughput() -> None:
 
 def test_progress_bar_disabled_and_closed_on_exception() -> None:
     stream = io.StringIO()
-    Engine(lambda e, b, c: {"loss": None}, Context(torch.nn.Identity()), [ProgressBarCallback(file=stream, disable=True)]).loop([1, 2])
+    Engine(
+        lambda e, b, c: {"loss": None},
+        Context(torch.nn.Identity()),
+        [ProgressBarCallback(file=stream, disable=True)],
+    ).loop([1, 2])
     assert stream.getvalue() == ""
     bar = ProgressBarCallback(file=stream)
 
@@ -176,7 +210,11 @@ def test_progress_bar_disabled_and_closed_on_exception() -> None:
 
 def test_progress_bar_starts_at_the_resumed_step() -> None:
     stream = io.StringIO()
-    engine = Engine(lambda e, b, c: {"loss": None}, Context(torch.nn.Identity()), [ProgressBarCallback(file=stream, refresh_every=1)])
+    engine = Engine(
+        lambda e, b, c: {"loss": None},
+        Context(torch.nn.Identity()),
+        [ProgressBarCallback(file=stream, refresh_every=1)],
+    )
     engine.add_event_handler(Events.STEP_END(once=3), lambda e, c: e.terminate())
     engine.loop(list(range(5)))
     state = engine.state_dict()
@@ -192,14 +230,18 @@ def test_logging_callback_logs_run_epochs_steps_and_sink() -> None:
         def __init__(self) -> None:
             self.rows: list[tuple[dict[str, float], int, int | None]] = []
 
-        def log_scalars(self, values: Mapping[str, float], step: int, epoch: int | None = None) -> None:
+        def log_scalars(
+            self, values: Mapping[str, float], step: int, epoch: int | None = None
+        ) -> None:
             self.rows.append((dict(values), step, epoch))
 
     sink = Sink()
     context, batches = training()
     cb = LoggingCallback(every_n_steps=2, sink=sink, name="train")
     with capture_logs() as logs:
-        Engine(make_supervised_train_step(), context, [cb, MetricsCallback(loss=MeanLoss())]).loop(batches, max_epochs=2)
+        Engine(make_supervised_train_step(), context, [cb, MetricsCallback(loss=MeanLoss())]).loop(
+            batches, max_epochs=2
+        )
     events = [entry["event"] for entry in logs]
     assert events == ["train_start"] + (["train_step"] * 2 + ["train_epoch"]) * 2 + ["train_end"]
     step_logs = [entry for entry in logs if entry["event"] == "train_step"]
@@ -224,14 +266,26 @@ def test_logging_callback_logs_failures_and_rejects_bad_interval() -> None:
 # ---------------------------------------------------------------- CheckpointCallback
 def test_checkpoint_keep_last_and_file_content(tmp_path: Path) -> None:
     context, batches = training()
-    cb = CheckpointCallback(tmp_path, every_n_steps=3, every_n_epochs=1, keep_last=2, config={"lr": 0.1}, extra=lambda: {"note": "x"})
+    cb = CheckpointCallback(
+        tmp_path,
+        every_n_steps=3,
+        every_n_epochs=1,
+        keep_last=2,
+        config={"lr": 0.1},
+        extra=lambda: {"note": "x"},
+    )
     Engine(make_supervised_train_step(), context, [cb]).loop(batches, max_epochs=3)
     # saves at steps 3, 4 (epoch), 6, 8 (epoch), 9, 12 (both: once) -> keep the last two
     assert sorted(p.name for p in tmp_path.iterdir()) == ["step-00000009.pt", "step-00000012.pt"]
     assert cb.saved == ["step-00000009.pt", "step-00000012.pt"]
     ckpt = torch.load(tmp_path / "step-00000012.pt", weights_only=True)
     assert set(ckpt) == {"engine", "context", "epoch", "global_step", "metrics", "config", "extra"}
-    assert (ckpt["epoch"], ckpt["global_step"], ckpt["config"], ckpt["extra"]) == (3, 12, {"lr": 0.1}, {"note": "x"})
+    assert (ckpt["epoch"], ckpt["global_step"], ckpt["config"], ckpt["extra"]) == (
+        3,
+        12,
+        {"lr": 0.1},
+        {"note": "x"},
+    )
     assert ckpt["engine"]["epoch_complete"] is True
     assert ckpt["engine"]["callbacks"]["CheckpointCallback"]["saved"] == cb.saved
     assert torch.equal(ckpt["context"]["model"]["weight"], context.model.weight)
@@ -242,7 +296,9 @@ def test_checkpoint_keep_last_and_file_content(tmp_path: Path) -> None:
 def test_checkpoint_best_by_metric(tmp_path: Path, mode: str, best_epoch: int) -> None:
     scores = {1: 0.2, 2: 0.1, 3: 0.9}
     engine = Engine(lambda e, b, c: {"loss": torch.tensor(0.0)}, Context(torch.nn.Linear(1, 1)))
-    engine.add_event_handler(Events.EPOCH_END, lambda e, c: e.state.metrics.update({"val/acc": scores[e.state.epoch]}))
+    engine.add_event_handler(
+        Events.EPOCH_END, lambda e, c: e.state.metrics.update({"val/acc": scores[e.state.epoch]})
+    )
     cb = CheckpointCallback(tmp_path, every_n_epochs=None, best_metric="val/acc", mode=mode)  # type: ignore[arg-type]
     engine.callbacks.append(cb)
     engine.loop([0, 1], max_epochs=3)
@@ -261,7 +317,10 @@ def test_checkpoint_warns_when_best_metric_is_missing(tmp_path: Path) -> None:
 
 def test_checkpoint_refuses_non_finite_state_and_keeps_the_last_good_one(tmp_path: Path) -> None:
     losses = [1.0, 0.5, float("nan")]
-    engine = Engine(lambda e, b, c: {"loss": torch.tensor(losses[e.state.global_step - 1])}, Context(torch.nn.Linear(1, 1)))
+    engine = Engine(
+        lambda e, b, c: {"loss": torch.tensor(losses[e.state.global_step - 1])},
+        Context(torch.nn.Linear(1, 1)),
+    )
     engine.callbacks.append(CheckpointCallback(tmp_path, every_n_steps=1, every_n_epochs=None))
     with pytest.raises(NonFiniteLossError, match="global step 3; checkpoint not written"):
         engine.loop([0, 1, 2])
@@ -269,7 +328,11 @@ def test_checkpoint_refuses_non_finite_state_and_keeps_the_last_good_one(tmp_pat
     model = torch.nn.Linear(1, 1)
     with torch.no_grad():
         model.weight.fill_(float("inf"))
-    engine = Engine(lambda e, b, c: {"loss": torch.tensor(1.0)}, Context(model), [CheckpointCallback(tmp_path / "w")])
+    engine = Engine(
+        lambda e, b, c: {"loss": torch.tensor(1.0)},
+        Context(model),
+        [CheckpointCallback(tmp_path / "w")],
+    )
     with pytest.raises(NonFiniteLossError, match="non-finite model weights"):
         engine.loop([0])
 
@@ -306,7 +369,10 @@ def test_atomic_save_keeps_the_old_file_when_saving_fails(tmp_path: Path) -> Non
 def test_early_stopping_stops_after_patience_and_survives_resume() -> None:
     values = [1.0, 0.8, 0.85, 0.79, 0.9, 0.95, 0.7]
     engine = Engine(lambda e, b, c: {"loss": None}, Context(torch.nn.Identity()))
-    engine.add_event_handler(Events.EPOCH_END, lambda e, c: e.state.metrics.update({"val/loss": values[e.state.epoch - 1]}))
+    engine.add_event_handler(
+        Events.EPOCH_END,
+        lambda e, c: e.state.metrics.update({"val/loss": values[e.state.epoch - 1]}),
+    )
     stopper = EarlyStopping("val/loss", mode="min", patience=2, min_delta=0.005)
     engine.callbacks.append(stopper)
     state = engine.loop([0], max_epochs=7)
@@ -320,11 +386,19 @@ def test_early_stopping_stops_after_patience_and_survives_resume() -> None:
 
 
 def test_early_stopping_max_mode_missing_metric_and_bad_args() -> None:
-    engine = Engine(lambda e, b, c: {"loss": None}, Context(torch.nn.Identity()), [EarlyStopping("val/acc", mode="max", patience=1)])
+    engine = Engine(
+        lambda e, b, c: {"loss": None},
+        Context(torch.nn.Identity()),
+        [EarlyStopping("val/acc", mode="max", patience=1)],
+    )
     with capture_logs() as logs:
         assert engine.loop([0], max_epochs=3).epoch == 3
     assert [entry["event"] for entry in logs] == ["early_stopping_metric_missing"] * 3
-    engine.add_event_handler(Events.EPOCH_END(filter=lambda e, n: True), lambda e, c: e.state.metrics.update({"val/acc": 0.5}), priority=-100)
+    engine.add_event_handler(
+        Events.EPOCH_END(filter=lambda e, n: True),
+        lambda e, c: e.state.metrics.update({"val/acc": 0.5}),
+        priority=-100,
+    )
     assert engine.loop([0], max_epochs=5).epoch == 2
     for kwargs in ({"mode": "up"}, {"patience": 0}, {"min_delta": -1.0}):
         with pytest.raises(CallbackError):
@@ -336,7 +410,9 @@ def test_lr_scheduler_per_step_and_per_epoch() -> None:
     context, batches = training(lr=1.0)
     assert context.optimizer is not None
     context.scheduler = torch.optim.lr_scheduler.StepLR(context.optimizer, step_size=1, gamma=0.5)
-    state = Engine(make_supervised_train_step(), context, [LRSchedulerCallback(interval="step")]).loop(batches, max_epochs=2)
+    state = Engine(
+        make_supervised_train_step(), context, [LRSchedulerCallback(interval="step")]
+    ).loop(batches, max_epochs=2)
     assert context.optimizer.param_groups[0]["lr"] == 0.5**8 and state.metrics["train/lr"] == 0.5**8
 
     context, batches = training(lr=1.0)
@@ -352,13 +428,19 @@ def test_lr_scheduler_reduce_on_plateau_uses_monitor() -> None:
     context, batches = training(lr=1.0)
     assert context.optimizer is not None
     plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(context.optimizer, patience=0, factor=0.1)
-    engine = Engine(make_supervised_train_step(), context, [LRSchedulerCallback(plateau, monitor="val/loss")])
-    engine.add_event_handler(Events.EPOCH_END, lambda e, c: e.state.metrics.update({"val/loss": 1.0}), priority=-50)
+    engine = Engine(
+        make_supervised_train_step(), context, [LRSchedulerCallback(plateau, monitor="val/loss")]
+    )
+    engine.add_event_handler(
+        Events.EPOCH_END, lambda e, c: e.state.metrics.update({"val/loss": 1.0}), priority=-50
+    )
     engine.loop(batches, max_epochs=3)
     assert context.optimizer.param_groups[0]["lr"] == pytest.approx(0.01)
     with pytest.raises(CallbackError, match="monitor"):
         LRSchedulerCallback(plateau)
-    missing = Engine(make_supervised_train_step(), context, [LRSchedulerCallback(plateau, monitor="val/x")])
+    missing = Engine(
+        make_supervised_train_step(), context, [LRSchedulerCallback(plateau, monitor="val/x")]
+    )
     with pytest.raises(CallbackError, match="'val/x'"):
         missing.loop(batches)
 
@@ -376,23 +458,46 @@ def test_lr_scheduler_needs_a_scheduler_and_a_valid_interval() -> None:
 def test_guard_stops_at_the_bad_step_before_the_checkpoint(tmp_path: Path, bad: float) -> None:
     losses = [1.0, 0.5, 0.4, bad, 0.3]
     seen: list[int] = []
-    engine = Engine(lambda e, b, c: {"loss": torch.tensor(losses[e.state.global_step - 1])}, Context(torch.nn.Linear(1, 1)))
+    engine = Engine(
+        lambda e, b, c: {"loss": torch.tensor(losses[e.state.global_step - 1])},
+        Context(torch.nn.Linear(1, 1)),
+    )
     ckpt = CheckpointCallback(tmp_path, every_n_steps=2, every_n_epochs=None, check_finite=False)
-    engine.callbacks += [ckpt, NonFiniteLossGuard()]  # listed after the checkpoint, still runs first
+    engine.callbacks += [
+        ckpt,
+        NonFiniteLossGuard(),
+    ]  # listed after the checkpoint, still runs first
     engine.add_event_handler(Events.STEP_END, lambda e, c: seen.append(e.state.global_step))
-    with pytest.raises(NonFiniteLossError, match=rf"loss is {bad} at epoch 1, step 4 \(global step 4\)"):
+    with pytest.raises(
+        NonFiniteLossError, match=rf"loss is {bad} at epoch 1, step 4 \(global step 4\)"
+    ):
         engine.loop(list(range(5)))
     assert seen == [1, 2, 3]
     assert [p.name for p in tmp_path.iterdir()] == ["step-00000002.pt"]
 
 
 def test_guard_check_every_and_per_sample_losses() -> None:
-    engine = Engine(lambda e, b, c: {"loss": torch.tensor(float("nan")) if e.state.global_step == 3 else torch.tensor(1.0)}, Context(torch.nn.Identity()), [NonFiniteLossGuard(check_every=2)])
+    engine = Engine(
+        lambda e, b, c: {
+            "loss": torch.tensor(float("nan")) if e.state.global_step == 3 else torch.tensor(1.0)
+        },
+        Context(torch.nn.Identity()),
+        [NonFiniteLossGuard(check_every=2)],
+    )
     assert engine.loop([0, 1, 2, 4, 5]).global_step == 5  # step 3 is not checked
-    vector = Engine(lambda e, b, c: {"loss": torch.tensor([1.0, math.inf])}, Context(torch.nn.Identity()), [NonFiniteLossGuard()])
+    vector = Engine(
+        lambda e, b, c: {"loss": torch.tensor([1.0, math.inf])},
+        Context(torch.nn.Identity()),
+        [NonFiniteLossGuard()],
+    )
     with pytest.raises(NonFiniteLossError):
         vector.loop([0])
-    assert Engine(lambda e, b, c: {"loss": None}, Context(torch.nn.Identity()), [NonFiniteLossGuard()]).loop([0]).step == 1
+    assert (
+        Engine(lambda e, b, c: {"loss": None}, Context(torch.nn.Identity()), [NonFiniteLossGuard()])
+        .loop([0])
+        .step
+        == 1
+    )
     with pytest.raises(CallbackError):
         NonFiniteLossGuard(check_every=0)
 

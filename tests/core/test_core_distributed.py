@@ -50,7 +50,13 @@ def no_torchrun_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
 
 def test_single_process_fallbacks(no_torchrun_env: pytest.MonkeyPatch) -> None:
     info = init_distributed()
-    assert (info.rank, info.world_size, info.local_rank, info.backend, info.is_main) == (0, 1, 0, None, True)
+    assert (info.rank, info.world_size, info.local_rank, info.backend, info.is_main) == (
+        0,
+        1,
+        0,
+        None,
+        True,
+    )
     assert not is_distributed() and get_rank() == 0 and get_world_size() == 1 and is_main_process()
     assert get_local_rank() == 0
     barrier()  # no-op
@@ -59,21 +65,39 @@ def test_single_process_fallbacks(no_torchrun_env: pytest.MonkeyPatch) -> None:
     destroy_distributed()  # safe without a group
 
 
-def test_incomplete_or_bad_torchrun_env_is_a_clear_error(no_torchrun_env: pytest.MonkeyPatch) -> None:
+def test_incomplete_or_bad_torchrun_env_is_a_clear_error(
+    no_torchrun_env: pytest.MonkeyPatch,
+) -> None:
     no_torchrun_env.setenv("WORLD_SIZE", "2")
-    with pytest.raises(DistributedError, match="missing RANK, LOCAL_RANK, MASTER_ADDR, MASTER_PORT"):
+    with pytest.raises(
+        DistributedError, match="missing RANK, LOCAL_RANK, MASTER_ADDR, MASTER_PORT"
+    ):
         init_distributed()
-    for name, value in (("RANK", "zero"), ("LOCAL_RANK", "0"), ("MASTER_ADDR", "127.0.0.1"), ("MASTER_PORT", "1")):
+    for name, value in (
+        ("RANK", "zero"),
+        ("LOCAL_RANK", "0"),
+        ("MASTER_ADDR", "127.0.0.1"),
+        ("MASTER_PORT", "1"),
+    ):
         no_torchrun_env.setenv(name, value)
     with pytest.raises(DistributedError, match="RANK='zero' is not an integer"):
         init_distributed()
 
 
 def test_session_destroys_the_group_also_on_errors(no_torchrun_env: pytest.MonkeyPatch) -> None:
-    env = {"RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port())}
+    env = {
+        "RANK": "0",
+        "WORLD_SIZE": "1",
+        "LOCAL_RANK": "0",
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": str(free_port()),
+    }
     for name, value in env.items():
         no_torchrun_env.setenv(name, value)
-    with pytest.raises(RuntimeError, match="inside"), distributed_session(device=torch.device("cpu")) as info:
+    with (
+        pytest.raises(RuntimeError, match="inside"),
+        distributed_session(device=torch.device("cpu")) as info,
+    ):
         assert info.backend == "gloo" and is_distributed() and dist.get_backend() == "gloo"
         barrier()
         raise RuntimeError("inside")
@@ -99,14 +123,18 @@ def test_two_gloo_ranks_match_single_process_training(tmp_path: Path) -> None:
     context = Context(model, torch.optim.SGD(model.parameters(), lr=0.5), F.cross_entropy)
     x, y = toy_data(n=48)
     batches = [(x[i : i + 12], y[i : i + 12]) for i in range(0, 48, 12)]
-    engine = Engine(make_supervised_train_step(), context, [MetricsCallback([Accuracy()], loss=MeanLoss())])
+    engine = Engine(
+        make_supervised_train_step(), context, [MetricsCallback([Accuracy()], loss=MeanLoss())]
+    )
     engine.loop(batches, max_epochs=2)
 
     for result in results:  # both ranks hold the same weights, equal to single-process ones
         for name, tensor in model.state_dict().items():
             torch.testing.assert_close(result["params"][name], tensor, rtol=1e-6, atol=1e-7)
         assert result["metrics"]["train/accuracy"] == engine.state.metrics["train/accuracy"]
-        assert result["metrics"]["train/loss"] == pytest.approx(engine.state.metrics["train/loss"], rel=1e-6)
+        assert result["metrics"]["train/loss"] == pytest.approx(
+            engine.state.metrics["train/loss"], rel=1e-6
+        )
     assert "epoch 2/2" in results[0]["bar"] and results[1]["bar"] == ""  # progress on rank 0 only
     saves = sorted(p.name for p in tmp_path.glob("saves-rank*.txt"))
     assert saves == ["saves-rank0.txt"]  # checkpoints written by rank 0 only

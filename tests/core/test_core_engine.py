@@ -58,7 +58,9 @@ class Recorder(Callback):
     def on_engine_end(self, engine: Engine, context: Context) -> None:
         self._rec("engine_end", engine)
 
-    def on_exception(self, engine: Engine, context: Context, exception: BaseException) -> bool | None:
+    def on_exception(
+        self, engine: Engine, context: Context, exception: BaseException
+    ) -> bool | None:
         self._rec("exception", engine)
         return None
 
@@ -75,7 +77,13 @@ def test_exact_event_order_two_epochs_three_steps() -> None:
         expected.append(("epoch_end", epoch, 3, 3 * epoch))
     expected.append(("engine_end", 2, 3, 6))
     assert log == expected
-    assert (state.epoch, state.step, state.global_step, state.max_epochs, state.epoch_length) == (2, 3, 6, 2, 3)
+    assert (state.epoch, state.step, state.global_step, state.max_epochs, state.epoch_length) == (
+        2,
+        3,
+        6,
+        2,
+        3,
+    )
     assert state.batch == 30 and state.output["batch"] == 30
 
 
@@ -147,7 +155,10 @@ def test_exception_event_filter_counts_exceptions() -> None:
         raise RuntimeError("boom")
 
     engine = Engine(boom, ctx())
-    engine.add_event_handler(Events.EXCEPTION_RAISED(every=2), lambda e, c, exc: calls.append(e.fired_count(Events.EXCEPTION_RAISED)) or True)
+    engine.add_event_handler(
+        Events.EXCEPTION_RAISED(every=2),
+        lambda e, c, exc: calls.append(e.fired_count(Events.EXCEPTION_RAISED)) or True,
+    )
     with pytest.raises(RuntimeError):
         engine.loop([1])
     assert engine.loop([1]) is engine.state  # second exception: handled by the filtered handler
@@ -156,7 +167,15 @@ def test_exception_event_filter_counts_exceptions() -> None:
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{}, {"every": 2, "once": 1}, {"every": 0}, {"once": -1}, {"every": True}, {"every": 1.5}, {"filter": 3}],
+    [
+        {},
+        {"every": 2, "once": 1},
+        {"every": 0},
+        {"once": -1},
+        {"every": True},
+        {"every": 1.5},
+        {"filter": 3},
+    ],
 )
 def test_bad_filters_are_rejected(kwargs: dict[str, Any]) -> None:
     with pytest.raises(EngineError, match="STEP_END"):
@@ -253,7 +272,9 @@ def test_exception_from_a_handler_also_reaches_exception_handlers() -> None:
         raise KeyError("from handler")
 
     engine.add_event_handler(Events.EPOCH_END, bad)
-    engine.add_event_handler(Events.EXCEPTION_RAISED, lambda e, c, exc: seen.append(type(exc).__name__))
+    engine.add_event_handler(
+        Events.EXCEPTION_RAISED, lambda e, c, exc: seen.append(type(exc).__name__)
+    )
     with pytest.raises(KeyError):
         engine.loop([1])
     assert seen == ["KeyError"]
@@ -280,13 +301,20 @@ def test_handled_exception_returns_state_without_engine_end() -> None:
 def test_dict_outputs_are_wrapped_and_read_by_attribute() -> None:
     loss = torch.tensor(0.25)
     outputs: list[Any] = []
-    engine = Engine(lambda e, b, c: {"loss": loss, "predictions": b, "targets": b, "extra": 1}, ctx())
+    engine = Engine(
+        lambda e, b, c: {"loss": loss, "predictions": b, "targets": b, "extra": 1}, ctx()
+    )
     engine.add_event_handler(Events.STEP_END, lambda e, c: outputs.append(e.state.output))
     engine.loop([torch.ones(2)])
     out = outputs[0]
     assert isinstance(out, DictStepOutput)
     assert out.loss is loss and out.extra == 1 and out["extra"] == 1
-    assert torch.equal(out.predictions, torch.ones(2)) and set(out) == {"loss", "predictions", "targets", "extra"}
+    assert torch.equal(out.predictions, torch.ones(2)) and set(out) == {
+        "loss",
+        "predictions",
+        "targets",
+        "extra",
+    }
     assert out.metadata == dict(out) and len(out) == 4
     with pytest.raises(AttributeError, match="no key 'embeddings'"):
         _ = out.embeddings
@@ -363,7 +391,9 @@ def test_set_epoch_is_called_with_zero_based_index_before_epoch_start() -> None:
             calls.append(("set_epoch", epoch))
 
     engine = Engine(noop_step, ctx())
-    engine.add_event_handler(Events.EPOCH_START, lambda e, c: calls.append(("epoch_start", e.state.epoch)))
+    engine.add_event_handler(
+        Events.EPOCH_START, lambda e, c: calls.append(("epoch_start", e.state.epoch))
+    )
     engine.loop(Source([1, 2]), max_epochs=2)
     assert calls == [("set_epoch", 0), ("epoch_start", 1), ("set_epoch", 1), ("epoch_start", 2)]
 

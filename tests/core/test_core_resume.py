@@ -75,7 +75,9 @@ def run_uninterrupted(kind: str) -> tuple[dict[str, torch.Tensor], Engine]:
     return params(context), engine
 
 
-def run_interrupted(kind: str, stop_at: int, tmp_path: Path) -> tuple[dict[str, torch.Tensor], Engine, Any]:
+def run_interrupted(
+    kind: str, stop_at: int, tmp_path: Path
+) -> tuple[dict[str, torch.Tensor], Engine, Any]:
     engine, context = build(seed=0)
     engine.add_event_handler(Events.STEP_END(once=stop_at), lambda e, c: e.terminate())
     engine.loop(make_source(kind), max_epochs=EPOCHS)
@@ -84,7 +86,9 @@ def run_interrupted(kind: str, stop_at: int, tmp_path: Path) -> tuple[dict[str, 
     torch.save({"engine": engine.state_dict(), "context": context.state_dict()}, path)
     saved = torch.load(path, weights_only=True)
 
-    fresh, fresh_context = build(seed=1234)  # different init and RNG: everything must come from the file
+    fresh, fresh_context = build(
+        seed=1234
+    )  # different init and RNG: everything must come from the file
     torch.rand(17)
     random.random()
     fresh_context.load_state_dict(saved["context"])
@@ -105,7 +109,10 @@ def test_resume_is_bit_identical(kind: str, stop_at: int, tmp_path: Path) -> Non
     for name, tensor in expected.items():
         assert torch.equal(got[name], tensor), name
     assert resumed.context.optimizer is not None and full.context.optimizer is not None
-    assert resumed.context.optimizer.param_groups[0]["lr"] == full.context.optimizer.param_groups[0]["lr"]
+    assert (
+        resumed.context.optimizer.param_groups[0]["lr"]
+        == full.context.optimizer.param_groups[0]["lr"]
+    )
     full_draws = full.callbacks[2].draws  # type: ignore[attr-defined]
     resumed_draws = resumed.callbacks[2].draws  # type: ignore[attr-defined]
     assert resumed_draws == full_draws[stop_at:]
@@ -121,18 +128,34 @@ def test_resume_mid_epoch_reports_the_right_positions(tmp_path: Path) -> None:
 
 def test_state_dict_is_weights_only_safe_and_small(tmp_path: Path) -> None:
     engine, context = build(seed=0)
-    engine.callbacks.append(CheckpointCallback(tmp_path, every_n_epochs=1, best_metric="train/accuracy"))
+    engine.callbacks.append(
+        CheckpointCallback(tmp_path, every_n_epochs=1, best_metric="train/accuracy")
+    )
     engine.loop(make_source("dataloader"), max_epochs=1)
     state = engine.state_dict()
     path = tmp_path / "engine.pt"
     torch.save(state, path)
     loaded = torch.load(path, weights_only=True)
     assert set(loaded) == {
-        "version", "epoch", "step", "global_step", "max_epochs", "epoch_length",
-        "epoch_complete", "metrics", "rng", "epoch_rng", "data", "callbacks",
+        "version",
+        "epoch",
+        "step",
+        "global_step",
+        "max_epochs",
+        "epoch_length",
+        "epoch_complete",
+        "metrics",
+        "rng",
+        "epoch_rng",
+        "data",
+        "callbacks",
     }
     assert loaded["epoch_complete"] is True and loaded["epoch_rng"] is None
-    assert set(loaded["callbacks"]) == {"EarlyStopping", "CheckpointCallback", "LRSchedulerCallback"}
+    assert set(loaded["callbacks"]) == {
+        "EarlyStopping",
+        "CheckpointCallback",
+        "LRSchedulerCallback",
+    }
     assert isinstance(loaded["rng"]["torch"], torch.Tensor)
 
 
@@ -141,7 +164,9 @@ def test_duplicate_callbacks_get_stable_distinct_keys() -> None:
     second.wait = 2
     engine = Engine(train_step, Context(torch.nn.Identity()), [first, second])
     keys = engine.state_dict()["callbacks"]
-    assert set(keys) == {"EarlyStopping", "EarlyStopping#1"} and keys["EarlyStopping#1"]["wait"] == 2
+    assert (
+        set(keys) == {"EarlyStopping", "EarlyStopping#1"} and keys["EarlyStopping#1"]["wait"] == 2
+    )
 
     class Keyed(Callback):
         state_key = "custom"  # type: ignore[assignment]
@@ -164,14 +189,18 @@ def test_duplicate_callbacks_get_stable_distinct_keys() -> None:
 def test_resume_from_a_checkpoint_file_written_by_the_callback(tmp_path: Path) -> None:
     expected, _ = run_uninterrupted("resumable")
     engine, context = build(seed=0)
-    engine.callbacks.append(CheckpointCallback(tmp_path, every_n_steps=4, every_n_epochs=None, keep_last=2))
+    engine.callbacks.append(
+        CheckpointCallback(tmp_path, every_n_steps=4, every_n_epochs=None, keep_last=2)
+    )
     engine.add_event_handler(Events.STEP_END(once=9), lambda e, c: e.terminate())
     engine.loop(make_source("resumable"), max_epochs=EPOCHS)
     ckpt = torch.load(tmp_path / "step-00000008.pt", weights_only=True)
     assert ckpt["global_step"] == 8 and ckpt["epoch"] == 2
 
     fresh, fresh_context = build(seed=99)
-    fresh.callbacks.append(CheckpointCallback(tmp_path, every_n_steps=4, every_n_epochs=None, keep_last=2))
+    fresh.callbacks.append(
+        CheckpointCallback(tmp_path, every_n_steps=4, every_n_epochs=None, keep_last=2)
+    )
     fresh_context.load_state_dict(ckpt["context"])
     fresh.load_state_dict(ckpt["engine"])
     fresh.loop(make_source("resumable"))
@@ -219,7 +248,9 @@ def corrupt(key: str, value: Any) -> Callable[[dict[str, Any]], dict[str, Any]]:
         (corrupt("callbacks", []), "'callbacks'"),
     ],
 )
-def test_bad_engine_state_is_refused(change: Callable[[dict[str, Any]], dict[str, Any]], match: str) -> None:
+def test_bad_engine_state_is_refused(
+    change: Callable[[dict[str, Any]], dict[str, Any]], match: str
+) -> None:
     engine, _ = build(seed=0)
     good = engine.state_dict()
     with pytest.raises(ResumeError, match=match):
@@ -243,6 +274,13 @@ def test_context_state_skips_what_an_eval_context_lacks() -> None:
     engine.loop(make_source("list"))
     eval_context = Context(DropoutNet())
     eval_context.load_state_dict(context.state_dict())
-    assert all(torch.equal(a, b) for a, b in zip(eval_context.model.state_dict().values(), context.model.state_dict().values(), strict=True))
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(
+            eval_context.model.state_dict().values(),
+            context.model.state_dict().values(),
+            strict=True,
+        )
+    )
     with pytest.raises(ResumeError, match="'model'"):
         eval_context.load_state_dict({"optimizer": {}})

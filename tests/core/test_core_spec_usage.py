@@ -44,7 +44,13 @@ def test_spec_section_4_usage_block_runs_as_written() -> None:
         loss = context.loss_fn(out, y)
         loss.backward()
         context.optimizer.step()
-        return SupervisedStepOutput(loss=loss, predictions=out.detach(), targets=y, metadata={"lr": context.optimizer.param_groups[0]["lr"]})
+        return SupervisedStepOutput(
+            loss=loss,
+            predictions=out.detach(),
+            targets=y,
+            metadata={"lr": context.optimizer.param_groups[0]["lr"]},
+        )
+
     context = Context(model=model, optimizer=optimizer, loss_fn=loss_fn, device=device)
     trainer = Engine(train_step, context)
     trainer.callbacks.append(MetricsCallback(metrics=[MultiClassAccuracy()]))

@@ -30,10 +30,14 @@ from legoml.core import (
 CPU = torch.device("cpu")
 
 
-def setup(lr: float = 0.1, momentum: float = 0.0) -> tuple[torch.nn.Module, Context, list[tuple[torch.Tensor, torch.Tensor]]]:
+def setup(
+    lr: float = 0.1, momentum: float = 0.0
+) -> tuple[torch.nn.Module, Context, list[tuple[torch.Tensor, torch.Tensor]]]:
     torch.manual_seed(0)
     model = torch.nn.Linear(8, 3)
-    context = Context(model, torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum), F.cross_entropy)
+    context = Context(
+        model, torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum), F.cross_entropy
+    )
     x, y = toy_data(n=48)
     return model, context, [(x[i : i + 8], y[i : i + 8]) for i in range(0, 48, 8)]
 
@@ -62,7 +66,9 @@ def test_grad_accumulation_equals_one_big_batch() -> None:
     # 6 batches, accumulate 4: windows of 4 and 2 (the epoch's end closes the window)
     for window in (batches[:4], batches[4:]):
         big_opt.zero_grad()
-        F.cross_entropy(big_model(torch.cat([x for x, _ in window])), torch.cat([y for _, y in window])).backward()
+        F.cross_entropy(
+            big_model(torch.cat([x for x, _ in window])), torch.cat([y for _, y in window])
+        ).backward()
         big_opt.step()
     Engine(make_supervised_train_step(grad_accum_steps=4), context).loop(batches)
     torch.testing.assert_close(model.weight, big_model.weight, rtol=1e-6, atol=1e-6)
@@ -76,7 +82,11 @@ def test_gradient_clipping_limits_the_update() -> None:
 
     def record(engine: Engine, ctx: Context) -> None:
         grads = [p.grad for p in model.parameters() if p.grad is not None]
-        clipped.append(float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))))
+        clipped.append(
+            float(
+                torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+            )
+        )
 
     engine = Engine(make_supervised_train_step(clip_grad_norm=1e-3), context)
     engine.add_event_handler(Events.STEP_END, record)
@@ -98,7 +108,9 @@ def test_fp16_with_grad_scaler_updates_weights() -> None:
     model, context, batches = setup()
     context.scaler = torch.amp.GradScaler("cpu", init_scale=2.0**8)
     before = model.weight.detach().clone()
-    Engine(make_supervised_train_step(amp=torch.float16, clip_grad_norm=10.0), context).loop(batches)
+    Engine(make_supervised_train_step(amp=torch.float16, clip_grad_norm=10.0), context).loop(
+        batches
+    )
     assert not torch.equal(before, model.weight) and torch.isfinite(model.weight).all()
     assert "scaler" in context.state_dict()
 
@@ -114,7 +126,9 @@ def test_eval_step_uses_inference_mode_and_eval_mode() -> None:
     assert not model.training and out.predictions.is_inference()
     torch.testing.assert_close(out.predictions, model[0](x).detach())  # dropout off
     assert out.loss is not None
-    no_loss = Engine(make_supervised_eval_step(compute_loss=False), Context(model, loss_fn=F.cross_entropy))
+    no_loss = Engine(
+        make_supervised_eval_step(compute_loss=False), Context(model, loss_fn=F.cross_entropy)
+    )
     assert no_loss.loop([(x, y)]).output.loss is None
 
 
@@ -124,7 +138,9 @@ def test_train_step_sets_train_mode_and_channels_last() -> None:
     model(torch.zeros(1, 1, 6, 6))
     model.eval()
     seen: list[bool] = []
-    conv.register_forward_pre_hook(lambda m, args: seen.append(args[0].is_contiguous(memory_format=torch.channels_last)))
+    conv.register_forward_pre_hook(
+        lambda m, args: seen.append(args[0].is_contiguous(memory_format=torch.channels_last))
+    )
     context = Context(model, torch.optim.SGD(model.parameters(), lr=0.1), F.cross_entropy)
     batch = (torch.randn(4, 1, 6, 6), torch.tensor([0, 1, 2, 0]))
     Engine(make_supervised_train_step(channels_last=True), context).loop([batch])
@@ -134,7 +150,9 @@ def test_train_step_sets_train_mode_and_channels_last() -> None:
 def test_custom_prepare_batch_and_bad_batches() -> None:
     model, context, batches = setup()
     dict_batches = [{"image": x, "label": y} for x, y in batches]
-    step = make_supervised_train_step(prepare_batch=lambda b, device, nb: (b["image"].to(device), b["label"].to(device)))
+    step = make_supervised_train_step(
+        prepare_batch=lambda b, device, nb: (b["image"].to(device), b["label"].to(device))
+    )
     assert Engine(step, context).loop(dict_batches).global_step == 6
     with pytest.raises(EngineError, match=r"\(inputs, targets\) batches, got Tensor"):
         Engine(make_supervised_train_step(), context).loop([torch.zeros(3, 8)])
@@ -190,7 +208,9 @@ def test_detect_device_is_cached_and_ordered(monkeypatch: pytest.MonkeyPatch) ->
         ("processor : 0\nflags : fpu sse avx2 avx512f\n", False),
     ],
 )
-def test_cpu_bf16_detection_from_cpuinfo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cpuinfo: str, expected: bool) -> None:
+def test_cpu_bf16_detection_from_cpuinfo(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cpuinfo: str, expected: bool
+) -> None:
     path = tmp_path / "cpuinfo"
     path.write_text(cpuinfo)
     real = device_module._cpuinfo_flags

@@ -79,7 +79,9 @@ def check_engine_state(state: Mapping[str, Any]) -> None:
             raise ResumeError(f"engine state '{key}' must be an int >= 0, got {value!r}")
     length = state.get("epoch_length")
     if length is not None and (not isinstance(length, int) or length < 1):
-        raise ResumeError(f"engine state 'epoch_length' must be None or an int >= 1, got {length!r}")
+        raise ResumeError(
+            f"engine state 'epoch_length' must be None or an int >= 1, got {length!r}"
+        )
     if not isinstance(state.get("epoch_complete"), bool):
         raise ResumeError("engine state 'epoch_complete' must be a bool")
     if not isinstance(state.get("rng"), Mapping):

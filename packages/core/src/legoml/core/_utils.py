@@ -18,7 +18,8 @@ def batch_size(batch: Any) -> int:
     """Leading dimension of the first tensor in a (nested) batch; 1 if there is none."""
     while True:
         if isinstance(batch, torch.Tensor):
-            return int(batch.shape[0]) if batch.dim() else 1
+            shape = batch.shape
+            return int(shape[0]) if shape else 1
         if isinstance(batch, (tuple, list)) and batch:
             batch = batch[0]
         elif isinstance(batch, Mapping) and batch:

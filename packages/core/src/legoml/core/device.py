@@ -86,7 +86,9 @@ def _move(obj: Any, device: torch.device, non_blocking: bool) -> Any:
     if isinstance(obj, torch.Tensor):
         if obj.device == device:
             return obj
-        pinned = non_blocking and device.type != "cpu" and obj.device.type == "cpu" and obj.is_pinned()
+        pinned = (
+            non_blocking and device.type != "cpu" and obj.device.type == "cpu" and obj.is_pinned()
+        )
         return obj.to(device, non_blocking=pinned)
     if isinstance(obj, tuple):
         moved = [_move(item, device, non_blocking) for item in obj]

@@ -132,7 +132,7 @@ def init_distributed(
             world_size=world,
             timeout=timeout,
         )
-        _log.debug("distributed_initialised", rank=rank, world_size=world, backend=backend)
+        _log.info("distributed_initialised", rank=rank, world_size=world, backend=backend)
     return DistributedInfo(rank, world, local_rank, device, backend)
 
 
@@ -166,7 +166,9 @@ def barrier() -> None:
         dist.barrier()
 
 
-def wrap_ddp(model: nn.Module, device: torch.device | None = None, **ddp_kwargs: object) -> nn.Module:
+def wrap_ddp(
+    model: nn.Module, device: torch.device | None = None, **ddp_kwargs: object
+) -> nn.Module:
     """Wrap ``model`` in DistributedDataParallel when a process group with >1 rank exists.
 
     The model must already be on ``device``; single-process runs get the model back as is.
@@ -176,6 +178,9 @@ def wrap_ddp(model: nn.Module, device: torch.device | None = None, **ddp_kwargs:
         return model
     if device is not None and device.type == "cuda":
         return DistributedDataParallel(
-            model, device_ids=[device], output_device=device, **ddp_kwargs  # type: ignore[arg-type]
+            model,
+            device_ids=[device],
+            output_device=device,
+            **ddp_kwargs,  # type: ignore[arg-type]
         )
     return DistributedDataParallel(model, **ddp_kwargs)  # type: ignore[arg-type]

@@ -116,9 +116,7 @@ class Engine:
         self._recompile()
         return RemovableHandle(lambda: self._remove_entry(entry))
 
-    def on(
-        self, event: Events | FilteredEvent, priority: int = 0
-    ) -> Callable[[Handler], Handler]:
+    def on(self, event: Events | FilteredEvent, priority: int = 0) -> Callable[[Handler], Handler]:
         """Decorator form of :meth:`add_event_handler`."""
 
         def decorate(handler: Handler) -> Handler:
@@ -269,7 +267,7 @@ class Engine:
             for handler in starts:
                 handler(self, context)
             output = step_fn(self, batch, context)
-            if output.__class__ is dict:
+            if isinstance(output, dict):
                 output = DictStepOutput(output)
             state.output = output
             for handler in ends:
@@ -397,7 +395,9 @@ class Engine:
             "epoch_complete": self._epoch_complete,
             "metrics": {str(k): float(v) for k, v in state.metrics.items()},
             "rng": capture_rng(),
-            "epoch_rng": None if self._epoch_complete or data_state is not None else self._epoch_rng,
+            "epoch_rng": None
+            if self._epoch_complete or data_state is not None
+            else self._epoch_rng,
             "data": data_state,
             "callbacks": {key: callback.state_dict() for key, callback in self._callback_keys()},
         }

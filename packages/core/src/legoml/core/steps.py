@@ -77,6 +77,8 @@ def _default_prepare(batch: Any, device: torch.device, non_blocking: bool) -> tu
 def _amp_resolver(amp: AmpSetting) -> Callable[[torch.device], torch.dtype | None]:
     if amp != "auto":
         resolve_amp_dtype(amp, torch.device("cpu"))  # reject bad values at build time
+    if amp is None:
+        return lambda device: None
     cache: dict[torch.device, torch.dtype | None] = {}
 
     def resolved(device: torch.device) -> torch.dtype | None:
@@ -88,7 +90,11 @@ def _amp_resolver(amp: AmpSetting) -> Callable[[torch.device], torch.dtype | Non
 
 
 def _check_common(grad_accum_steps: int, clip_grad_norm: float | None) -> None:
-    if isinstance(grad_accum_steps, bool) or not isinstance(grad_accum_steps, int) or grad_accum_steps < 1:
+    if (
+        isinstance(grad_accum_steps, bool)
+        or not isinstance(grad_accum_steps, int)
+        or grad_accum_steps < 1
+    ):
         raise EngineError(f"grad_accum_steps must be an int >= 1, got {grad_accum_steps!r}")
     if clip_grad_norm is not None and not clip_grad_norm > 0:
         raise EngineError(f"clip_grad_norm must be > 0 or None, got {clip_grad_norm!r}")
@@ -129,57 +135,66 @@ def make_supervised_train_step(
     prepare = prepare_batch or _default_prepare
     accum = grad_accum_steps
 
+    def forward_backward(
+        context: Context, inputs: Any, targets: Tensor, window: int
+    ) -> tuple[Tensor, Tensor]:
+        device = context.device
+        dtype = dtype_for(device)
+        if dtype is None:
+            outputs = context.model(inputs)
+            loss = context.loss_fn(outputs, targets)  # type: ignore[misc]
+        else:
+            with torch.autocast(device_type=device.type, dtype=dtype):
+                outputs = context.model(inputs)
+                loss = context.loss_fn(outputs, targets)  # type: ignore[misc]
+        scaled = loss if window == 1 else loss / window
+        scaler = context.scaler
+        torch.autograd.backward(scaled if scaler is None else scaler.scale(scaled))
+        return outputs, loss
+
+    def update(context: Context, optimizer: torch.optim.Optimizer) -> None:
+        scaler = context.scaler
+        if clip_grad_norm is not None:
+            if scaler is not None:
+                scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(context.model.parameters(), clip_grad_norm)
+        if scaler is None:
+            optimizer.step()
+        else:
+            scaler.step(optimizer)
+            scaler.update()
+
     def train_step(engine: Engine, batch: Any, context: Context) -> SupervisedStepOutput:
-        model, optimizer, loss_fn = context.model, context.optimizer, context.loss_fn
-        if optimizer is None or loss_fn is None:
-            raise EngineError("the supervised train step needs context.optimizer and context.loss_fn")
+        model, optimizer = context.model, context.optimizer
+        if optimizer is None or context.loss_fn is None:
+            raise EngineError(
+                "the supervised train step needs context.optimizer and context.loss_fn"
+            )
         if not model.training:
             model.train()
-        device = context.device
-        inputs, targets = prepare(batch, device, non_blocking)
+        inputs, targets = prepare(batch, context.device, non_blocking)
         if channels_last and isinstance(inputs, Tensor) and inputs.dim() == 4:
             inputs = inputs.contiguous(memory_format=torch.channels_last)
-        window = 1
-        update = True
-        sync: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
-        if accum > 1:
-            state = engine.state
-            position = (state.step - 1) % accum
-            start = state.step - position
-            length = state.epoch_length
-            window = accum if length is None else min(accum, length - start + 1)
-            update = position == window - 1
-            if position == 0:
-                optimizer.zero_grad(set_to_none=True)
-            if not update and isinstance(model, DistributedDataParallel):
-                sync = model.no_sync()
-        else:
+        if accum == 1:
             optimizer.zero_grad(set_to_none=True)
-        dtype = dtype_for(device)
-        with sync:
-            if dtype is None:
-                outputs = model(inputs)
-                loss = loss_fn(outputs, targets)
-            else:
-                with torch.autocast(device_type=device.type, dtype=dtype):
-                    outputs = model(inputs)
-                    loss = loss_fn(outputs, targets)
-            scaled = loss if window == 1 else loss / window
-            scaler = context.scaler
-            if scaler is not None:
-                torch.autograd.backward(scaler.scale(scaled))
-            else:
-                torch.autograd.backward(scaled)
-        if update:
-            if clip_grad_norm is not None:
-                if scaler is not None:
-                    scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad_norm)
-            if scaler is not None:
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                optimizer.step()
+            outputs, loss = forward_backward(context, inputs, targets, 1)
+            update(context, optimizer)
+            return SupervisedStepOutput(loss.detach(), outputs.detach(), targets)
+        # Accumulation: windows of `accum` steps, the epoch's end closes a shorter one.
+        state = engine.state
+        position = (state.step - 1) % accum
+        length = state.epoch_length
+        window = accum if length is None else min(accum, length - (state.step - position) + 1)
+        last = position == window - 1
+        if position == 0:
+            optimizer.zero_grad(set_to_none=True)
+        if not last and isinstance(model, DistributedDataParallel):
+            with model.no_sync():  # all-reduce gradients once per window
+                outputs, loss = forward_backward(context, inputs, targets, window)
+        else:
+            outputs, loss = forward_backward(context, inputs, targets, window)
+        if last:
+            update(context, optimizer)
         return SupervisedStepOutput(loss.detach(), outputs.detach(), targets)
 
     return train_step

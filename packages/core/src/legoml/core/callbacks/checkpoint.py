@@ -115,10 +115,16 @@ class CheckpointCallback(Callback):
             ("every_n_epochs", every_n_epochs),
             ("keep_last", keep_last),
         ):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-                raise CallbackError(f"CheckpointCallback({name}=...) must be None or an int >= 1, got {value!r}")
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int) or value < 1
+            ):
+                raise CallbackError(
+                    f"CheckpointCallback({name}=...) must be None or an int >= 1, got {value!r}"
+                )
         if mode not in ("max", "min"):
-            raise CallbackError(f"CheckpointCallback(mode=...) must be 'max' or 'min', got {mode!r}")
+            raise CallbackError(
+                f"CheckpointCallback(mode=...) must be 'max' or 'min', got {mode!r}"
+            )
         if every_n_steps is None and every_n_epochs is None and best_metric is None:
             raise CallbackError(
                 "CheckpointCallback saves nothing: set every_n_steps, every_n_epochs or best_metric"
@@ -140,7 +146,11 @@ class CheckpointCallback(Callback):
 
     # -------------------------------------------------------------- state
     def state_dict(self) -> dict[str, Any]:
-        return {"saved": list(self.saved), "best_score": self.best_score, "best_step": self.best_step}
+        return {
+            "saved": list(self.saved),
+            "best_score": self.best_score,
+            "best_step": self.best_step,
+        }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.saved = [str(name) for name in state.get("saved", [])]
@@ -150,6 +160,14 @@ class CheckpointCallback(Callback):
         self.best_step = None if step is None else int(step)
 
     # -------------------------------------------------------------- hooks
+    def save(self, engine: Engine, context: Context) -> None:
+        """Save a periodic checkpoint now, unless this global step already has one.
+
+        For the end of a run that stops between the regular saves (fractional epochs).
+        """
+        if checkpoint_name(engine.state.global_step) not in self.saved:
+            self._save_periodic(engine, context)
+
     def on_engine_start(self, engine: Engine, context: Context) -> None:
         self._main = is_main_process()
 
@@ -228,7 +246,6 @@ class CheckpointCallback(Callback):
         path = self.dirname / name
         path.parent.mkdir(parents=True, exist_ok=True)
         self.saver(path, payload)
-        _log.debug("checkpoint_saved", path=str(path), global_step=engine.state.global_step)
 
     def _prune(self) -> None:
         keep = self.keep_last

@@ -43,7 +43,9 @@ class EarlyStopping(Callback):
         if mode not in ("min", "max"):
             raise CallbackError(f"EarlyStopping(mode=...) must be 'min' or 'max', got {mode!r}")
         if isinstance(patience, bool) or not isinstance(patience, int) or patience < 1:
-            raise CallbackError(f"EarlyStopping(patience=...) must be an int >= 1, got {patience!r}")
+            raise CallbackError(
+                f"EarlyStopping(patience=...) must be an int >= 1, got {patience!r}"
+            )
         if min_delta < 0:
             raise CallbackError(f"EarlyStopping(min_delta=...) must be >= 0, got {min_delta!r}")
         self.monitor = monitor
@@ -71,7 +73,9 @@ class EarlyStopping(Callback):
     def on_epoch_end(self, engine: Engine, context: Context) -> None:
         metrics = engine.state.metrics
         if self.monitor not in metrics:
-            _log.warning("early_stopping_metric_missing", metric=self.monitor, available=sorted(metrics))
+            _log.warning(
+                "early_stopping_metric_missing", metric=self.monitor, available=sorted(metrics)
+            )
             return
         value = float(metrics[self.monitor])
         best = self.best

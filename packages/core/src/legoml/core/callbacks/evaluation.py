@@ -48,7 +48,11 @@ class EvalOnEpochEndCallback(Callback):
         epoch_length: int | None = None,
         eval_last: bool = True,
     ) -> None:
-        if isinstance(every_n_epochs, bool) or not isinstance(every_n_epochs, int) or every_n_epochs < 1:
+        if (
+            isinstance(every_n_epochs, bool)
+            or not isinstance(every_n_epochs, int)
+            or every_n_epochs < 1
+        ):
             raise CallbackError(f"every_n_epochs must be an int >= 1, got {every_n_epochs!r}")
         self.evaluator = evaluator
         self.data = data

@@ -44,7 +44,9 @@ class LoggingCallback(Callback):
         name: str = "engine",
     ) -> None:
         if every_n_steps is not None and (
-            isinstance(every_n_steps, bool) or not isinstance(every_n_steps, int) or every_n_steps < 1
+            isinstance(every_n_steps, bool)
+            or not isinstance(every_n_steps, int)
+            or every_n_steps < 1
         ):
             raise CallbackError(f"every_n_steps must be None or an int >= 1, got {every_n_steps!r}")
         self.every_n_steps = every_n_steps

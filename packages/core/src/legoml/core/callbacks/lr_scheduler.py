@@ -45,10 +45,14 @@ class LRSchedulerCallback(Callback):
         lr_key: str | None = "train/lr",
     ) -> None:
         if interval not in ("step", "epoch"):
-            raise CallbackError(f"LRSchedulerCallback(interval=...) must be 'step' or 'epoch', got {interval!r}")
+            raise CallbackError(
+                f"LRSchedulerCallback(interval=...) must be 'step' or 'epoch', got {interval!r}"
+            )
         if isinstance(scheduler, ReduceLROnPlateau):
             if monitor is None:
-                raise CallbackError("ReduceLROnPlateau needs LRSchedulerCallback(monitor='val/loss' or similar)")
+                raise CallbackError(
+                    "ReduceLROnPlateau needs LRSchedulerCallback(monitor='val/loss' or similar)"
+                )
             interval = "epoch"
         self.scheduler = scheduler
         self.interval = interval
@@ -67,10 +71,14 @@ class LRSchedulerCallback(Callback):
     def on_engine_start(self, engine: Engine, context: Context) -> None:
         active = self.scheduler if self.scheduler is not None else context.scheduler
         if active is None:
-            raise CallbackError("LRSchedulerCallback has no scheduler: pass one or set context.scheduler")
+            raise CallbackError(
+                "LRSchedulerCallback has no scheduler: pass one or set context.scheduler"
+            )
         if isinstance(active, ReduceLROnPlateau):
             if self.monitor is None:
-                raise CallbackError("ReduceLROnPlateau needs LRSchedulerCallback(monitor='val/loss' or similar)")
+                raise CallbackError(
+                    "ReduceLROnPlateau needs LRSchedulerCallback(monitor='val/loss' or similar)"
+                )
             self._per_step = False
         self._active = active
 

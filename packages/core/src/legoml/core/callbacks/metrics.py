@@ -128,7 +128,7 @@ class MetricsCallback(Callback):
         if self.loss is not None:
             loss = output.loss
             if loss is not None:
-                self.loss.update(loss.detach(), targets)
+                self.loss.update(loss.detach() if loss.requires_grad else loss, targets)
         self._updates += 1
 
     def on_epoch_end(self, engine: Engine, context: Context) -> None:

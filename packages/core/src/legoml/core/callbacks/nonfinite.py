@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import math
+from math import isfinite
 from typing import TYPE_CHECKING
 
 import torch
@@ -39,23 +39,24 @@ class NonFiniteLossGuard(Callback):
 
     def __init__(self, check_every: int = 1) -> None:
         if isinstance(check_every, bool) or not isinstance(check_every, int) or check_every < 1:
-            raise CallbackError(f"NonFiniteLossGuard(check_every=...) must be an int >= 1, got {check_every!r}")
+            raise CallbackError(
+                f"NonFiniteLossGuard(check_every=...) must be an int >= 1, got {check_every!r}"
+            )
         self.check_every = check_every
 
     def on_step_end(self, engine: Engine, context: Context) -> None:
         state = engine.state
-        if state.global_step % self.check_every:
+        every = self.check_every
+        if every != 1 and state.global_step % every:
             return
         loss = getattr(state.output, "loss", None)
         if loss is None:
             return
         try:
             value = float(loss)
-            finite = math.isfinite(value)
         except (TypeError, ValueError, RuntimeError):  # a per-sample loss tensor
-            finite = bool(torch.isfinite(torch.as_tensor(loss)).all())
-            value = float("nan")
-        if not finite:
+            value = float("nan") if not bool(torch.isfinite(torch.as_tensor(loss)).all()) else 0.0
+        if not isfinite(value):
             raise NonFiniteLossError(
                 f"loss is {value} at epoch {state.epoch}, step {state.step} "
                 f"(global step {state.global_step}); training stopped before saving this state: "

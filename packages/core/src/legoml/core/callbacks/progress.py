@@ -50,7 +50,9 @@ class ProgressBarCallback(Callback):
     ) -> None:
         for name, value in (("refresh_every", refresh_every), ("postfix_every", postfix_every)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise CallbackError(f"ProgressBarCallback({name}=...) must be an int >= 1, got {value!r}")
+                raise CallbackError(
+                    f"ProgressBarCallback({name}=...) must be an int >= 1, got {value!r}"
+                )
         self.desc = desc
         self.refresh_every = refresh_every
         self.postfix_every = postfix_every
