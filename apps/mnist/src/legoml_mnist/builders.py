@@ -7,6 +7,8 @@ import random
 from pathlib import Path
 
 import torch
+from torch import nn
+
 from legoml.core import cpu_supports_bf16, detect_device
 from legoml.data import (
     FASHION_MNIST,
@@ -22,8 +24,6 @@ from legoml.data import (
 from legoml.metrics import F1Score, Metric, MultiClassAccuracy
 from legoml.nn import ModuleNode, OptimizerNode, SchedulerNode
 from legoml.track import load_model_from_checkpoint
-from torch import nn
-
 from legoml_mnist.errors import AppError
 from legoml_mnist.nodes import AugmentNode, DatasetNode, LoaderNode, MetricsNode
 
@@ -95,7 +95,7 @@ def build_augmentation(node: AugmentNode) -> BatchTransform | None:
         return RandomShift(max_shift=node.max_shift)
     return RandomAffine(
         degrees=node.degrees,
-        translate=node.max_shift / 28.0,
+        translate=(node.max_shift / 28.0, node.max_shift / 28.0),
         scale=(1.0 - node.scale, 1.0 + node.scale),
     )
 

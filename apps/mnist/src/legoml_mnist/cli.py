@@ -15,12 +15,14 @@ from typing import NoReturn
 
 from legoml.core import CoreError
 from legoml.data import DataError
-from legoml.nn import ConfigError, Node, apply_overrides
+from legoml.nn import ConfigError, apply_overrides
 from legoml.track import TrackError
-
 from legoml_mnist.errors import AppError
 from legoml_mnist.logs import configure_logging
-from legoml_mnist.nodes import EvaluatorForImageClassificationNode, TrainerForImageClassificationNode
+from legoml_mnist.nodes import (
+    EvaluatorForImageClassificationNode,
+    TrainerForImageClassificationNode,
+)
 
 __all__ = ["build_parser", "load_config", "main"]
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from legoml.core import distributed_session
-
 from legoml_mnist.errors import AppError
 from legoml_mnist.nodes import TrainerForImageClassificationNode
 from legoml_mnist.trainer import TrainResult

@@ -9,6 +9,8 @@ from typing import Any
 
 import structlog
 import torch
+from torch import nn
+
 from legoml.core import (
     Context,
     Engine,
@@ -19,8 +21,6 @@ from legoml.core import (
 from legoml.metrics import ClassificationReport, ConfusionMatrix, MeanLoss, Metric
 from legoml.nn import Node
 from legoml.track import checkpoint_info, find_latest_checkpoint, list_runs, load_checkpoint
-from torch import nn
-
 from legoml_mnist.builders import (
     build_dataloader,
     build_metrics,
@@ -30,7 +30,10 @@ from legoml_mnist.builders import (
     resolve_precision,
 )
 from legoml_mnist.errors import AppError
-from legoml_mnist.nodes import EvaluatorForImageClassificationNode, TrainerForImageClassificationNode
+from legoml_mnist.nodes import (
+    EvaluatorForImageClassificationNode,
+    TrainerForImageClassificationNode,
+)
 from legoml_mnist.report import save_confusion_png
 
 __all__ = ["EvalReport", "ImageClassificationEvaluator", "evaluate_model", "resolve_checkpoint"]
@@ -112,7 +115,7 @@ class _Update:
     def on_step_end(self, engine: Engine, context: Context) -> None:
         output = engine.state.output
         for metric in self.metrics:
-            metric.update(output.predictions, output.targets)  # type: ignore[union-attr]
+            metric.update(output.predictions, output.targets)
 
 
 def resolve_checkpoint(checkpoint: str | None, runs_root: str) -> Path:

@@ -5,7 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from legoml_mnist.evaluator import EvalReport
-from legoml_mnist.nodes import EvaluatorForImageClassificationNode, TrainerForImageClassificationNode
+from legoml_mnist.nodes import (
+    EvaluatorForImageClassificationNode,
+    TrainerForImageClassificationNode,
+)
 from legoml_mnist.trainer import TrainResult
 
 __all__ = ["test_tiny_cnn_baseline", "train_tiny_cnn_baseline"]

@@ -14,6 +14,8 @@ from typing import Any
 
 import structlog
 import torch
+from torch import nn
+
 from legoml.core import (
     Callback,
     CheckpointCallback,
@@ -29,12 +31,18 @@ from legoml.core import (
     get_world_size,
     is_main_process,
     make_supervised_train_step,
+    unwrap_model,
     wrap_ddp,
 )
 from legoml.metrics import MeanLoss
-from legoml.track import Run, TrackingCallback, find_latest_checkpoint, load_checkpoint, run, save_checkpoint
-from torch import nn
-
+from legoml.track import (
+    Run,
+    TrackingCallback,
+    find_latest_checkpoint,
+    load_checkpoint,
+    run,
+    save_checkpoint,
+)
 from legoml_mnist.builders import (
     build_dataloader,
     build_metrics,
@@ -189,7 +197,7 @@ class ImageClassificationTrainer:
             checkpointer.save(engine, context)
         train_seconds = float(state.timings.get("total", 0.0))
 
-        model = context.model.module if hasattr(context.model, "module") else context.model
+        model = unwrap_model(context.model)
         test_data = build_dataloader(test_split, node.loader, train=False, device=device)
         report = evaluate_model(
             model,
