@@ -17,7 +17,9 @@ from legoml.core import (
     Events,
     Priority,
     State,
+    StepOutput,
     SupervisedStepOutput,
+    UnsupervisedStepOutput,
 )
 
 
@@ -322,10 +324,21 @@ def test_dict_outputs_are_wrapped_and_read_by_attribute() -> None:
     assert DictStepOutput({}).loss is None
 
 
-def test_dataclass_outputs_are_kept_as_is() -> None:
+def test_dataclass_outputs_are_kept_as_is_and_meet_the_protocol() -> None:
     out = SupervisedStepOutput(torch.tensor(1.0), torch.zeros(2, 2), torch.zeros(2))
     state = Engine(lambda e, b, c: out, ctx()).loop([1])
     assert state.output is out and out.metadata == {}
+    unsupervised = UnsupervisedStepOutput(torch.tensor(1.0), embeddings=torch.zeros(2, 4))
+    for kind in (out, unsupervised, DictStepOutput({"loss": None})):
+        assert isinstance(kind, StepOutput)
+    assert unsupervised.reconstructions is None and unsupervised.metadata == {}
+
+
+def test_ordered_dict_outputs_are_wrapped_too() -> None:
+    from collections import OrderedDict
+
+    state = Engine(lambda e, b, c: OrderedDict(loss=None, n=b), ctx()).loop([4])
+    assert isinstance(state.output, DictStepOutput) and state.output.n == 4
 
 
 @pytest.mark.parametrize(

@@ -116,15 +116,14 @@ class MetricsCallback(Callback):
         output = engine.state.output
         try:
             targets = output.targets
-            if self._metric_list:
-                predictions = output.predictions
-                for metric in self._metric_list:
-                    metric.update(predictions, targets)
+            predictions = output.predictions if self._metric_list else targets
         except AttributeError:
             raise CallbackError(
                 f"MetricsCallback needs step outputs with predictions and targets, got "
                 f"{type(output).__name__}; return a SupervisedStepOutput or such a dict"
             ) from None
+        for metric in self._metric_list:
+            metric.update(predictions, targets)
         if self.loss is not None:
             loss = output.loss
             if loss is not None:
