@@ -3,21 +3,29 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Mapping
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, cast
 
+import structlog
 import torch
 
 from legoml.core.errors import ResumeError
+from legoml.core.state import State
 
 __all__ = [
     "ENGINE_STATE_VERSION",
     "capture_rng",
     "check_engine_state",
     "has_state",
+    "keyed_callbacks",
+    "load_callback_states",
     "restore_rng",
+    "resume_iterator",
     "set_data_epoch",
 ]
+
+_log = structlog.get_logger("legoml.core.engine")
 
 ENGINE_STATE_VERSION = 1
 
@@ -88,3 +96,67 @@ def check_engine_state(state: Mapping[str, Any]) -> None:
         raise ResumeError("engine state 'rng' must be a mapping of generator states")
     if not isinstance(state.get("callbacks", {}), Mapping):
         raise ResumeError("engine state 'callbacks' must be a mapping keyed by callback")
+
+
+def keyed_callbacks(callbacks: Sequence[object]) -> list[tuple[str, Any]]:
+    """Stateful callbacks with their keys: ``state_key`` (default the class name), with
+    ``#1``, ``#2``... appended to repeats, so keys stay stable across runs."""
+    seen: Counter[str] = Counter()
+    keyed = []
+    for callback in callbacks:
+        if not has_state(callback):
+            continue
+        key = str(getattr(callback, "state_key", type(callback).__name__))
+        seen[key] += 1
+        keyed.append((key if seen[key] == 1 else f"{key}#{seen[key] - 1}", callback))
+    return keyed
+
+
+def load_callback_states(callbacks: Sequence[object], states: Mapping[str, Any]) -> None:
+    """Give each stateful callback its saved state; log the ones missing or left over."""
+    keyed = keyed_callbacks(callbacks)
+    for key, callback in keyed:
+        if key in states:
+            callback.load_state_dict(states[key])
+        else:
+            _log.warning("callback_state_missing", callback=key)
+    unknown = set(states) - {key for key, _ in keyed}
+    if unknown:
+        _log.warning("callback_state_unused", callbacks=sorted(unknown))
+
+
+def resume_iterator(
+    data: Iterable[Any], state: State, saved: Mapping[str, Any]
+) -> tuple[Iterator[Any], dict[str, Any] | None]:
+    """An iterator positioned after the ``state.step`` batches already seen this epoch,
+    and the epoch-start RNG snapshot to keep for the next ``state_dict()``.
+
+    A source with its own state loads it and yields only unseen batches; any other source
+    is re-created under the epoch's starting RNG state and skipped forward.
+    """
+    if state.epoch_length is not None and state.step > state.epoch_length:
+        raise ResumeError(
+            f"resumed at step {state.step} of epoch {state.epoch} but the epoch now has "
+            f"{state.epoch_length} steps; resume with the same data and batch size"
+        )
+    set_data_epoch(data, state.epoch - 1)
+    data_state = saved.get("data")
+    if data_state is not None and has_state(data):
+        data.load_state_dict(data_state)  # type: ignore[attr-defined]
+        return (data if isinstance(data, Iterator) else iter(data)), None
+    if data_state is not None:
+        _log.warning("data_state_ignored", reason="data source has no load_state_dict")
+    epoch_rng = saved.get("epoch_rng")
+    if epoch_rng is not None:
+        restore_rng(epoch_rng)
+    snapshot = dict(epoch_rng) if epoch_rng is not None else capture_rng()
+    iterator = data if isinstance(data, Iterator) else iter(data)
+    for skipped in range(state.step):
+        try:
+            next(iterator)
+        except StopIteration:
+            raise ResumeError(
+                f"data ran out after {skipped} batches while skipping to step {state.step} "
+                f"of epoch {state.epoch}; resume with the same data"
+            ) from None
+    return iterator, snapshot

@@ -6,7 +6,6 @@ else (metrics, progress, logging, checkpoints) is a callback.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sized
 from time import perf_counter
 from typing import Any
@@ -20,11 +19,14 @@ from legoml.core._resume import (
     capture_rng,
     check_engine_state,
     has_state,
+    keyed_callbacks,
+    load_callback_states,
     restore_rng,
+    resume_iterator,
     set_data_epoch,
 )
 from legoml.core.context import Context
-from legoml.core.errors import EngineError, ResumeError
+from legoml.core.errors import EngineError
 from legoml.core.events import Events, FilteredEvent, RemovableHandle
 from legoml.core.state import State
 from legoml.core.step_output import DictStepOutput
@@ -203,7 +205,7 @@ class Engine:
         started = perf_counter()
         try:
             if pending is not None:
-                self._load_callback_states(pending.get("callbacks", {}))
+                load_callback_states(self.callbacks, pending.get("callbacks", {}))
             self._fire(Events.ENGINE_START)
             resume = pending
             while not self._should_terminate:
@@ -314,33 +316,7 @@ class Engine:
         return data if isinstance(data, Iterator) else iter(data)
 
     def _resume_epoch(self, data: Iterable[Any], saved: Mapping[str, Any]) -> Iterator[Any]:
-        state = self.state
-        if state.epoch_length is not None and state.step > state.epoch_length:
-            raise ResumeError(
-                f"resumed at step {state.step} of epoch {state.epoch} but the epoch now has "
-                f"{state.epoch_length} steps; resume with the same data and batch size"
-            )
-        set_data_epoch(data, state.epoch - 1)
-        data_state = saved.get("data")
-        if data_state is not None and has_state(data):
-            data.load_state_dict(data_state)  # type: ignore[attr-defined]
-            self._epoch_rng = None
-            return data if isinstance(data, Iterator) else iter(data)
-        if data_state is not None:
-            _log.warning("data_state_ignored", reason="data source has no load_state_dict")
-        epoch_rng = saved.get("epoch_rng")
-        if epoch_rng is not None:
-            restore_rng(epoch_rng)
-        self._epoch_rng = epoch_rng if epoch_rng is not None else capture_rng()
-        iterator = data if isinstance(data, Iterator) else iter(data)
-        for skipped in range(state.step):
-            try:
-                next(iterator)
-            except StopIteration:
-                raise ResumeError(
-                    f"data ran out after {skipped} batches while skipping to step {state.step} "
-                    f"of epoch {state.epoch}; resume with the same data"
-                ) from None
+        iterator, self._epoch_rng = resume_iterator(data, self.state, saved)
         return iterator
 
     def _handle_exception(self, exc: BaseException) -> bool:
@@ -353,28 +329,6 @@ class Engine:
         return handled
 
     # ------------------------------------------------------------------ resume
-    def _callback_keys(self) -> list[tuple[str, Any]]:
-        seen: Counter[str] = Counter()
-        keyed = []
-        for callback in self.callbacks:
-            if not has_state(callback):
-                continue
-            key = str(getattr(callback, "state_key", type(callback).__name__))
-            seen[key] += 1
-            keyed.append((key if seen[key] == 1 else f"{key}#{seen[key] - 1}", callback))
-        return keyed
-
-    def _load_callback_states(self, states: Mapping[str, Any]) -> None:
-        keyed = self._callback_keys()
-        for key, callback in keyed:
-            if key in states:
-                callback.load_state_dict(states[key])
-            else:
-                _log.warning("callback_state_missing", callback=key)
-        unknown = set(states) - {key for key, _ in keyed}
-        if unknown:
-            _log.warning("callback_state_unused", callbacks=sorted(unknown))
-
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue this run exactly (``torch.load(weights_only=True)``-safe).
 
@@ -399,7 +353,9 @@ class Engine:
             if self._epoch_complete or data_state is not None
             else self._epoch_rng,
             "data": data_state,
-            "callbacks": {key: callback.state_dict() for key, callback in self._callback_keys()},
+            "callbacks": {
+                key: callback.state_dict() for key, callback in keyed_callbacks(self.callbacks)
+            },
         }
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
