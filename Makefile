@@ -41,10 +41,11 @@ install: ## create/refresh .venv: every distribution editable + dev tools
 data: $(STAMP) ## prepare verified MNIST under data/
 	$(PY) -m legoml.data
 
-test: $(STAMP) data ## unit + integration tests, mypy --strict, import contracts
+test: $(STAMP) data ## unit + integration tests, mypy --strict, import contracts, ruff
 	$(PY) -m pytest -m "not slow and not packaging" $(PYTEST_ARGS)
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
+	$(VENV)/bin/ruff check .
 
 # A torch-only environment that each library wheel is tried in, alone with its dependencies.
 PKG_VENV := .venv-pkg
