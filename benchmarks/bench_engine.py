@@ -49,7 +49,7 @@ from legoml.core import (
 )
 
 STEPS = 200
-REPEATS = 60
+REPEATS = 120
 BATCH = 64
 POSTFIX_EVERY = 50
 
