@@ -10,6 +10,7 @@ from legoml_mnist.errors import AppError
 from legoml_mnist.evaluator import EvalReport, ImageClassificationEvaluator
 from legoml_mnist.nodes import (
     AugmentNode,
+    CollatorNode,
     DatasetNode,
     EvaluatorForImageClassificationNode,
     LoaderNode,
@@ -21,6 +22,7 @@ from legoml_mnist.trainer import ImageClassificationTrainer, TrainResult
 __all__ = [
     "AppError",
     "AugmentNode",
+    "CollatorNode",
     "DatasetNode",
     "EvalReport",
     "EvaluatorForImageClassificationNode",

@@ -123,6 +123,8 @@ def build_dataloader(
         device=device,
         rank=rank,
         world_size=world_size,
+        mean=node.collator.mean,
+        std=node.collator.std,
     )
 
 

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AugmentNode",
+    "CollatorNode",
     "DatasetNode",
     "EvaluatorForImageClassificationNode",
     "LoaderNode",
@@ -65,6 +66,14 @@ class AugmentNode(Node, tag="legoml_mnist.Augment"):
 
 
 @dataclass(frozen=True)
+class CollatorNode(Node, tag="legoml_mnist.Collator"):
+    """How a batch of uint8 images becomes the model's input: ``(x / 255 - mean) / std``."""
+
+    mean: Annotated[float, Check(ge=0.0, le=1.0)] = 0.1307
+    std: Annotated[float, Check(gt=0.0)] = 0.3081
+
+
+@dataclass(frozen=True)
 class LoaderNode(Node, tag="legoml_mnist.Loader"):
     """In-memory batch loader settings (training batches and evaluation batches)."""
 
@@ -73,6 +82,7 @@ class LoaderNode(Node, tag="legoml_mnist.Loader"):
     shuffle: bool = True
     drop_last: bool = False
     augment: AugmentNode = field(default_factory=AugmentNode)
+    collator: CollatorNode = field(default_factory=CollatorNode)
 
 
 @dataclass(frozen=True)
