@@ -155,6 +155,7 @@ def test_state_dict_is_weights_only_safe_and_small(tmp_path: Path) -> None:
         "EarlyStopping",
         "CheckpointCallback",
         "LRSchedulerCallback",
+        "MetricsCallback",
     }
     assert isinstance(loaded["rng"]["torch"], torch.Tensor)
 

@@ -100,6 +100,7 @@ class MetricsCallback(Callback):
         self._metric_list = tuple(named.values())
         self._updates = 0
         self._warned_reduce = False
+        self._restored: set[str] = set()  # metrics whose mid-epoch state came from a checkpoint
 
     def _all(self) -> list[tuple[str, MetricLike]]:
         items = list(self.metrics.items())
@@ -107,10 +108,38 @@ class MetricsCallback(Callback):
             items.append(("loss", self.loss))
         return items
 
+    # ------------------------------------------------------------------ resume
+    def state_dict(self) -> dict[str, Any]:
+        """The epoch's accumulated metric states, so a run resumed mid-epoch reports the
+        same epoch metrics as an uninterrupted one. Metrics without ``state_dict()`` (and
+        every metric under DDP, where ranks hold different counts) are stored as ``None``
+        and measure only the resumed part of that epoch."""
+        distributed = get_world_size() > 1
+        states: dict[str, Any] = {}
+        for name, metric in self._all():
+            save = getattr(metric, "state_dict", None)
+            can_load = callable(getattr(metric, "load_state_dict", None))
+            states[name] = save() if callable(save) and can_load and not distributed else None
+        return {"updates": self._updates, "metrics": states}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        saved = state.get("metrics", {})
+        self._restored = set()
+        for name, metric in self._all():
+            value = saved.get(name) if isinstance(saved, Mapping) else None
+            if value is not None:
+                metric.load_state_dict(value)  # type: ignore[attr-defined]
+                self._restored.add(name)
+        self._updates = int(state.get("updates", 0))
+
     def on_epoch_start(self, engine: Engine, context: Context) -> None:
-        for _, metric in self._all():
-            metric.reset()
-        self._updates = 0
+        resumed = self._restored if engine.state.step > 0 else set()  # a resumed epoch
+        self._restored = set()
+        for name, metric in self._all():
+            if name not in resumed:
+                metric.reset()
+        if not resumed:
+            self._updates = 0
 
     def on_step_end(self, engine: Engine, context: Context) -> None:
         output = engine.state.output
