@@ -178,7 +178,10 @@ class ImageClassificationTrainer:
             callbacks.append(ProgressBarCallback(desc="train"))
         checkpointer: CheckpointCallback | None = None
         if tracker is not None:
-            callbacks.append(TrackingCallback(tracker, log_every_n_steps=node.log_every_steps))
+            # per-step loss apart from the epoch-mean train/loss: one row per (step, name)
+            callbacks.append(TrackingCallback(
+                tracker, log_every_n_steps=node.log_every_steps, loss_name="train/step_loss"
+            ))
             checkpointer = CheckpointCallback(
                 tracker.checkpoints_dir,
                 saver=save_checkpoint,

@@ -71,6 +71,17 @@ class TrackingCallback(Callback):
         self.lr_name = lr_name
         self.log_epoch_metrics = log_epoch_metrics
         self.log_timings = log_timings
+        self._step_rows: tuple[int, dict[str, float]] = (-1, {})  # what on_step_end last wrote
+
+    def state_dict(self) -> dict[str, Any]:
+        """The rows of the last logged step, so a run resumed at an epoch's last step still
+        writes each (step, name) once."""
+        step, values = self._step_rows
+        return {"step": step, "values": dict(values)}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        values = state.get("values", {})
+        self._step_rows = (int(state.get("step", -1)), {str(k): float(v) for k, v in values.items()})
 
     def _write(self, values: Mapping[str, float], engine: Any) -> None:
         if values:
@@ -96,6 +107,7 @@ class TrackingCallback(Callback):
             if lr is not None:
                 values[self.lr_name] = lr
         self._write(values, engine)
+        self._step_rows = (int(engine.state.global_step), values)
 
     def on_epoch_end(self, engine: Any, context: Any) -> None:
         """Every entry of ``engine.state.metrics`` (and timings when asked)."""
@@ -114,6 +126,9 @@ class TrackingCallback(Callback):
                 number = _number(seconds)
                 if number is not None and math.isfinite(number):
                     values[f"time/{name}"] = number
+        step, logged = self._step_rows
+        if step == int(engine.state.global_step):  # one row per (step, name): drop repeats
+            values = {k: v for k, v in values.items() if logged.get(k) != v}
         self._write(values, engine)
 
     def on_exception(self, engine: Any, context: Any, exception: BaseException) -> bool | None:
