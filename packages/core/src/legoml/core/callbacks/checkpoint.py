@@ -203,14 +203,16 @@ class CheckpointCallback(Callback):
 
     def _save_periodic(self, engine: Engine, context: Context) -> dict[str, Any] | None:
         payload = None
+        # Every rank keeps the same list (only rank 0 writes), so ``save()`` takes the same
+        # branch, and meets the same barrier, on all ranks.
+        name = checkpoint_name(engine.state.global_step)
+        if name in self.saved:
+            self.saved.remove(name)
+        self.saved.append(name)
         if self._main:
-            name = checkpoint_name(engine.state.global_step)
-            if name in self.saved:
-                self.saved.remove(name)
-            self.saved.append(name)
             payload = self._payload(engine, context)
             self._write(name, payload, engine)
-            self._prune()
+        self._prune()
         if get_world_size() > 1:
             barrier()
         return payload
@@ -252,4 +254,6 @@ class CheckpointCallback(Callback):
         if keep is None:
             return
         while len(self.saved) > keep:
-            (self.dirname / self.saved.pop(0)).unlink(missing_ok=True)
+            name = self.saved.pop(0)
+            if self._main:
+                (self.dirname / name).unlink(missing_ok=True)
