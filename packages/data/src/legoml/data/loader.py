@@ -19,6 +19,13 @@ of batches so collective ops stay in step:
 Resume: ``state_dict()`` holds (epoch, position); after ``load_state_dict`` the next
 ``iter()`` yields exactly the remaining batches of that epoch, bit-identical (the order
 derives from (seed, epoch), augmentation from (seed, epoch, rank, batch index)).
+
+Global batches: with per-rank ``batch_size = B / W``, step ``k`` of an epoch covers exactly
+the positions ``[k*B, (k+1)*B)`` of the epoch's order across the ``W`` ranks (the same
+examples a single process with ``batch_size=B`` takes at step ``k``), and an epoch has the
+same number of steps. So ``position`` counts global batches, and a state saved with ``W``
+ranks loads into ``W'`` ranks when ``batch_size * world_size`` is unchanged (only the padded
+tail and the per-rank augmentation draws differ).
 """
 
 from __future__ import annotations
@@ -39,7 +46,7 @@ from legoml.data.transforms import BatchTransform
 
 __all__ = ["BatchLoader"]
 
-_CHECKED_KEYS = ("seed", "num_examples", "batch_size", "world_size", "drop_last", "shuffle")
+_CHECKED_KEYS = ("seed", "num_examples", "drop_last", "shuffle")
 
 
 class BatchLoader:
@@ -167,6 +174,16 @@ class BatchLoader:
                 raise DataConfigError(
                     f"BatchLoader state has {key}={state[key]!r} but this loader has "
                     f"{getattr(self, key)!r}: build the loader as it was when the state was saved"
+                )
+        if "batch_size" in state or "world_size" in state:
+            size, world = state.get("batch_size"), state.get("world_size", self.world_size)
+            size = self.batch_size if size is None else size
+            if size * world != self.batch_size * self.world_size:
+                raise DataConfigError(
+                    f"BatchLoader state has batch_size={size} x world_size={world} (global "
+                    f"batch {size * world}) but this loader has batch_size={self.batch_size} x "
+                    f"world_size={self.world_size} (global batch "
+                    f"{self.batch_size * self.world_size}): keep the global batch when resuming"
                 )
         if state["position"] > self._len:
             raise DataConfigError(
