@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -163,7 +164,7 @@ def run_trial(reference: Reference, work: Path, kills: list[Kill]) -> list[str]:
     final = latest_checkpoint(run_dir)
     assert final.name == latest_checkpoint(reference.run_dir).name
     got = load_checkpoint(final)
-    for key in ("context", "engine", "epoch", "global_step", "metrics", "config"):
+    for key in ("context", "engine", "epoch", "global_step", "metrics", "config", "extra"):
         assert_same_tree(got[key], reference.checkpoint[key], key)
     model, optimizer = got["context"]["model"], got["context"]["optimizer"]
     for name, tensor in reference.checkpoint["context"]["model"].items():
@@ -193,6 +194,17 @@ def test_killed_twice_mid_write_and_mid_epoch_then_resumed_is_bit_identical(
     write_step = rng.randint(6, 14)
     kills = [Kill("write", write_step), Kill("scalars", 2 * rng.randint(write_step + 6, 40))]
     run_trial(reference, tmp_path, kills)
+
+
+def test_resuming_a_finished_run_logs_nothing_twice(reference: Reference, tmp_path: Path) -> None:
+    """``--resume`` on a completed run re-evaluates without repeating its final rows."""
+    shutil.copytree(reference.run_dir.parent, tmp_path / "runs")
+    run_dir = only_run_dir(tmp_path / "runs")
+    result = cli("train", "--resume", str(run_dir), "--no-progress", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert scalar_rows(run_dir) == reference.rows
+    got = load_checkpoint(latest_checkpoint(run_dir))
+    assert_same_tree(got["context"], reference.checkpoint["context"], "context")
 
 
 SLOW_TRIALS = 12

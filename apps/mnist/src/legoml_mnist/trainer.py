@@ -27,6 +27,7 @@ from legoml.core import (
     NonFiniteLossGuard,
     ProgressBarCallback,
     TimerCallback,
+    barrier,
     get_rank,
     get_world_size,
     is_main_process,
@@ -55,7 +56,7 @@ from legoml_mnist.builders import (
 )
 from legoml_mnist.errors import AppError
 from legoml_mnist.evaluator import EvalReport, evaluate_model
-from legoml_mnist.nodes import TrainerForImageClassificationNode
+from legoml_mnist.nodes import LoaderNode, TrainerForImageClassificationNode
 from legoml_mnist.report import save_confusion_png
 
 __all__ = ["ImageClassificationTrainer", "StopAtStep", "TrainResult"]
@@ -101,6 +102,7 @@ class ImageClassificationTrainer:
         then evaluate on the test split. Only rank 0 writes anything."""
         node = self.node
         checkpoint_state = _resume_state(resume) if resume is not None else None
+        barrier()  # every rank has read the checkpoint before rank 0 may write the next one
         if node.threads is not None:
             torch.set_num_threads(node.threads)
         seed_everything(node.seed, node.deterministic)
@@ -110,8 +112,8 @@ class ImageClassificationTrainer:
 
         train_split, test_split = load_splits(node.dataset)
         loader = build_dataloader(
-            train_split, node.loader, train=True, seed=node.seed, device=device,
-            rank=rank, world_size=world_size,
+            train_split, _rank_loader(node.loader, world_size), train=True, seed=node.seed,
+            device=device, rank=rank, world_size=world_size,
         )
         if len(loader) == 0:
             raise AppError(
@@ -122,6 +124,8 @@ class ImageClassificationTrainer:
         max_epochs = math.ceil(total_steps / len(loader))
 
         model = build_model(node.model, device=device, channels_last=node.channels_last)
+        if world_size > 1 and device.type == "cuda":  # batch statistics over the global batch
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)  # type: ignore[no-untyped-call]
         optimizer, scheduler = build_optimizer_and_scheduler(
             model, node.optimizer, node.scheduler, total_steps
         )
@@ -176,27 +180,19 @@ class ImageClassificationTrainer:
         ]
         if node.progress:
             callbacks.append(ProgressBarCallback(desc="train"))
-        checkpointer: CheckpointCallback | None = None
         if tracker is not None:
             # per-step loss apart from the epoch-mean train/loss: one row per (step, name)
             callbacks.append(TrackingCallback(
                 tracker, log_every_n_steps=node.log_every_steps, loss_name="train/step_loss"
             ))
-            checkpointer = CheckpointCallback(
-                tracker.checkpoints_dir,
-                saver=save_checkpoint,
-                every_n_steps=node.checkpoint_every_steps,
-                every_n_epochs=node.checkpoint_every_epochs or None,
-                keep_last=node.keep_last,
-                config=node.to_dict(),
-            )
-            callbacks.append(checkpointer)
+        checkpointer = _checkpointer(node, tracker)
+        callbacks.append(checkpointer)
         engine = Engine(step, context, callbacks)
         if checkpoint_state is not None:
             context.load_state_dict(checkpoint_state["context"])
             engine.load_state_dict(checkpoint_state["engine"])
         state = engine.loop(loader, max_epochs=max_epochs)
-        if checkpointer is not None and state.global_step > 0:
+        if state.global_step > 0:
             checkpointer.save(engine, context)
         train_seconds = float(state.timings.get("total", 0.0))
 
@@ -231,6 +227,46 @@ class ImageClassificationTrainer:
         )
 
 
+def _rank_loader(loader: LoaderNode, world_size: int) -> LoaderNode:
+    """``loader.batch_size`` is the global batch: each of ``world_size`` ranks takes an equal
+    share, so a DDP run takes the same steps over the same examples as one process."""
+    size = loader.batch_size
+    if world_size == 1:
+        return loader
+    if size % world_size:
+        raise AppError(
+            f"loader.batch_size={size} is the global batch and must split evenly over "
+            f"{world_size} ranks: use a multiple of {world_size} (e.g. "
+            f"--set loader.batch_size={max(world_size, size - size % world_size)}) "
+            "or another --nproc_per_node"
+        )
+    return loader.fork(batch_size=size // world_size)
+
+
+def _checkpointer(node: TrainerForImageClassificationNode, tracker: Run | None) -> CheckpointCallback:
+    """Rank 0's writes into the run; the other ranks' (never writing, so any folder) only
+    meet its barriers at the same steps."""
+    if tracker is None:
+        folder, extra = Path(node.runs_root), None
+    else:
+        run_ = tracker
+
+        def extra() -> dict[str, Any]:
+            # where scalars.csv stood: a resume drops exactly the rows logged after it
+            return {"scalars_size": run_.scalars_size}
+
+        folder = tracker.checkpoints_dir
+    return CheckpointCallback(
+        folder,
+        saver=save_checkpoint,
+        every_n_steps=node.checkpoint_every_steps,
+        every_n_epochs=node.checkpoint_every_epochs or None,
+        keep_last=node.keep_last,
+        config=node.to_dict(),
+        extra=extra,
+    )
+
+
 def _resume_state(resume: str | Path) -> dict[str, Any]:
     """The checkpoint to continue from: a checkpoint file, or a run directory's latest."""
     path = Path(resume)
@@ -260,4 +296,10 @@ def _open_run(
     checkpoint = Path(checkpoint_state["_path"])
     run_dir = checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else Path(resume)
     step = int(checkpoint_state["global_step"])
-    return run(resume=run_dir, config=node, seed=node.seed, rewind_to_step=step)
+    extra = checkpoint_state.get("extra")
+    size = extra.get("scalars_size") if isinstance(extra, dict) else None
+    own = checkpoint.parent.name == "checkpoints"  # the size is of this run's scalars.csv
+    return run(
+        resume=run_dir, config=node, seed=node.seed, rewind_to_step=step,
+        rewind_to_size=size if own and isinstance(size, int) else None,
+    )

@@ -128,17 +128,20 @@ class Run:
         *,
         tensorboard: bool = False,
         rewind_to_step: int | None = None,
+        rewind_to_size: int | None = None,
     ) -> Run:
         """Reopen an existing run (or the run holding ``path``) and append to it.
 
         ``rewind_to_step`` (the step of the checkpoint being resumed) drops the scalar rows
-        logged after it, so the steps that are trained again appear once.
+        logged after it, so the steps that are trained again appear once; ``rewind_to_size``
+        (:attr:`scalars_size` when that checkpoint was saved) also drops the rows logged
+        after the checkpoint at its own step.
         """
         directory = find_run_dir(Path(path))
         meta = read_json(directory / "meta.json")
         check_scalars_header(directory / "logs" / "scalars.csv")
         if rewind_to_step is not None:
-            rewind_scalars(directory / "logs" / "scalars.csv", rewind_to_step)
+            rewind_scalars(directory / "logs" / "scalars.csv", rewind_to_step, rewind_to_size)
         if tensorboard:
             require_tensorboard()
         entry: dict[str, Any] = {"time": now_iso(), "previous_status": meta.get("status")}
@@ -187,6 +190,12 @@ class Run:
     @property
     def checkpoints_dir(self) -> Path:
         return self.dir / "checkpoints"
+
+    @property
+    def scalars_size(self) -> int:
+        """Bytes in logs/scalars.csv now; saved with a checkpoint, it lets a resume drop
+        exactly the rows logged after that checkpoint (``rewind_to_size``)."""
+        return os.path.getsize(self._scalars.path)
 
     @property
     def config(self) -> dict[str, Any]:
@@ -338,10 +347,12 @@ def run(
     *,
     tensorboard: bool = False,
     rewind_to_step: int | None = None,
+    rewind_to_size: int | None = None,
 ) -> Run:
     """Start a run under ``root`` (or resume the run directory ``resume``); use with ``with``.
 
-    When resuming, ``rewind_to_step`` drops the scalar rows logged after that step.
+    When resuming, ``rewind_to_step`` drops the scalar rows logged after that step (and
+    ``rewind_to_size``, a saved :attr:`Run.scalars_size`, those logged after that point).
     Leaving the ``with`` block marks the run completed, or failed (with the error) when an
     exception escapes; rows already logged are on disk either way.
     """
@@ -351,6 +362,11 @@ def run(
         raise RunError(f"run name must be a string, got {type(name).__name__}")
     if resume is not None:
         return Run.resume(
-            resume, config=config, seed=seed, tensorboard=tensorboard, rewind_to_step=rewind_to_step
+            resume,
+            config=config,
+            seed=seed,
+            tensorboard=tensorboard,
+            rewind_to_step=rewind_to_step,
+            rewind_to_size=rewind_to_size,
         )
     return Run.create(name, root, config, seed, tensorboard=tensorboard)

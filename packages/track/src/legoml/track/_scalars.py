@@ -82,7 +82,7 @@ def format_rows(
     for name, value in values:
         number = to_float(_check_name(name), value)
         writer.writerow([step, epoch_text, name, repr(number), f"{time:.3f}"])
-    return buffer.getvalue().splitlines()
+    return buffer.getvalue().split("\n")[:-1]  # not splitlines(): names may hold \x0b, \u2028
 
 
 def _parse(record: list[str]) -> ScalarRow:
@@ -125,20 +125,29 @@ def last_values(rows: Iterable[ScalarRow]) -> dict[str, float]:
     return latest
 
 
-def rewind_scalars(run_or_csv: str | Path, step: int) -> int:
+def rewind_scalars(run_or_csv: str | Path, step: int, size: int | None = None) -> int:
     """Drop every row logged after training step ``step`` (and a torn last line); return
     how many rows went.
 
     A run resumed from the checkpoint of step ``step`` logs the later steps again; rewinding
-    first keeps each step in the CSV exactly once. The file is replaced atomically.
+    first keeps each step in the CSV exactly once. ``size`` (``Run.scalars_size`` when that
+    checkpoint was saved) also drops the rows logged after it at the same step, such as
+    epoch-end metrics or a final evaluation. The file is replaced atomically.
     """
     path = scalars_path(run_or_csv)
     if not path.is_file():
         return 0
-    text = path.read_text(encoding="utf-8", errors="replace")
-    lines = text.splitlines(keepends=True)
+    raw = path.read_bytes()
+    cut = len(raw)
+    if size is not None and len(SCALARS_HEADER) < size < len(raw):
+        cut = size
+    dropped = raw[cut:].count(b"\n")  # whole rows logged after the checkpoint was saved
+    if cut < len(raw) and raw[cut - 1 : cut] != b"\n":
+        dropped -= 1  # a row cut in two: counted below as a torn line
+    text = raw[:cut].decode("utf-8", errors="replace")
+    parts = text.split("\n")  # not splitlines(): a name may hold other line separators
+    lines = [part + "\n" for part in parts[:-1]] + ([parts[-1]] if parts[-1] else [])
     kept: list[str] = []
-    dropped = 0
     for index, line in enumerate(lines):
         if not line.endswith("\n"):
             dropped += 1
