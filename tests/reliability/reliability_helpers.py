@@ -76,11 +76,16 @@ def _command(args: Sequence[str], slow_writer: bool) -> list[str]:
 
 
 def cli(
-    *args: str, cwd: Path, env: Mapping[str, str] | None = None, timeout: float = 600
+    *args: str,
+    cwd: Path,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 600,
+    faulty: bool = False,
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``legoml-mnist ARGS`` to completion."""
+    """Run ``legoml-mnist ARGS`` to completion (``faulty``: under slow_checkpoint_writer.py,
+    which reads LEGOML_TEST_FAULT / LEGOML_TEST_FSYNC_DELAY from ``env``)."""
     return subprocess.run(
-        _command(args, slow_writer=False),
+        _command(args, slow_writer=faulty),
         cwd=cwd,
         env=dict(env) if env is not None else cli_env(),
         capture_output=True,

@@ -218,7 +218,13 @@ class Run:
         """Append one CSV row per value; on disk (in the OS) before this returns."""
         self._check_open()
         lines = format_rows(values.items(), step, epoch, time.time())
-        self._scalars.write_lines(lines)
+        try:
+            self._scalars.write_lines(lines)
+        except OSError as exc:
+            raise RunError(
+                f"could not write {self._scalars.path}: {exc.strerror or exc}; the rows "
+                "logged before are intact (free space or fix the disk, then resume)"
+            ) from exc
         if self._tb is not None:
             try:
                 self._tb.log_scalars(values, step, epoch)

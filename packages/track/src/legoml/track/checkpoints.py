@@ -105,7 +105,25 @@ def save_checkpoint(path: str | os.PathLike[str], state: Mapping[str, Any]) -> N
             f"could not save checkpoint {target}: {exc.strerror or exc}; any previous file is intact"
         ) from exc
     except (pickle.PicklingError, RuntimeError, TypeError) as exc:
+        disk = _os_error_behind(exc)  # torch's writer hides a failed write (disk full, EIO)
+        if disk is not None:
+            raise CheckpointError(
+                f"could not save checkpoint {target}: {disk.strerror or disk}; "
+                "any previous file is intact"
+            ) from exc
         raise CheckpointError(f"could not serialize checkpoint {target}: {exc}") from exc
+
+
+def _os_error_behind(exc: BaseException) -> OSError | None:
+    """The OSError that caused ``exc`` (through ``__cause__``/``__context__``), if any."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, OSError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
 
 
 def _check_file(path: Path) -> int:
