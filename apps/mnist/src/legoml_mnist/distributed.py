@@ -1,27 +1,166 @@
-"""``legoml-mnist train --distributed``: the same experiment, data parallel under torchrun."""
+"""``legoml-mnist train --distributed``: the same experiment, data parallel under torchrun.
+
+Each rank runs the same trainer; legoml-core does the DDP parts (process group, DDP
+wrapping, metric reduction, rank-0-only logging/tracking/checkpoints with barriers). This
+module adds what a job of several processes needs around it:
+
+- ``loader.batch_size`` is the GLOBAL batch (the trainer gives each rank an equal share), so
+  a run takes the same steps over the same examples as one process with that batch.
+- ``--resume``: rank 0 picks the checkpoint and every rank loads that same file (a run
+  directory on a filesystem all machines see); the world size may differ from the run's.
+- Failures end the whole job promptly: torchrun stops the other ranks with SIGTERM, which
+  becomes an error here (the run is marked failed, the process group destroyed); a rank
+  that loses a peer mid-collective reports it in one line instead of a gloo/NCCL trace;
+  a peer that hangs without dying trips the collective timeout
+  (``LEGOML_DIST_TIMEOUT`` seconds, default 300) instead of torch's 10 minutes.
+"""
 
 from __future__ import annotations
 
+import os
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
+from types import FrameType
+from typing import cast
 
-from legoml.core import distributed_session
+import torch
+import torch.distributed as dist
+
+from legoml.core import CoreError, distributed_session, get_rank, get_world_size
+from legoml.track import find_latest_checkpoint
 from legoml_mnist.errors import AppError
 from legoml_mnist.nodes import TrainerForImageClassificationNode
 from legoml_mnist.trainer import TrainResult
 
-__all__ = ["train_distributed"]
+__all__ = ["DEFAULT_TIMEOUT_S", "TIMEOUT_ENV", "RankFailureError", "train_distributed"]
+
+TIMEOUT_ENV = "LEGOML_DIST_TIMEOUT"
+DEFAULT_TIMEOUT_S = 300.0
+
+# What a collective raises when a peer process died or the link broke (gloo, NCCL, store).
+_PEER_LOST = (
+    "connection closed by peer",
+    "connection reset by peer",
+    "broken pipe",
+    "timed out",
+    "/gloo/",
+    "nccl",
+    "socket",
+)
+
+
+class RankFailureError(AppError):
+    """This rank stopped because another rank failed or torchrun stopped the job."""
 
 
 def train_distributed(
     node: TrainerForImageClassificationNode, resume: str | Path | None = None
 ) -> TrainResult:
     """Join the process group torchrun describes, train, and leave it (also on errors)."""
-    import os
-
     if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
         raise AppError(
             "--distributed needs torchrun's environment: run `torchrun --nproc_per_node=2 "
             "-m legoml_mnist train --distributed` (or make train-ddp NPROC=2)"
         )
-    with distributed_session():
-        return node.build().train(resume=resume)
+    timeout = collective_timeout()
+    with _sigterm_raises(), distributed_session(timeout=timeout):
+        try:
+            checkpoint = shared_checkpoint(resume) if resume is not None else None
+            return node.build().train(resume=checkpoint)
+        except RuntimeError as err:
+            if isinstance(err, CoreError) or not _peer_lost(err):
+                raise
+            raise RankFailureError(
+                f"rank {get_rank()}/{get_world_size()} lost another rank ({_first_line(err)}); "
+                "it crashed or was stopped: torchrun's summary names it. Checkpoints are "
+                "written atomically by rank 0; continue with --resume RUN_DIR --distributed"
+            ) from err
+
+
+def collective_timeout() -> timedelta:
+    """How long a collective waits for a silent peer: ``LEGOML_DIST_TIMEOUT`` seconds."""
+    text = os.environ.get(TIMEOUT_ENV)
+    if text is None:
+        return timedelta(seconds=DEFAULT_TIMEOUT_S)
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not seconds > 0:
+        raise AppError(f"{TIMEOUT_ENV}={text!r} must be a number of seconds > 0, e.g. 300")
+    return timedelta(seconds=seconds)
+
+
+def shared_checkpoint(resume: str | Path) -> Path:
+    """The checkpoint file every rank resumes from: rank 0 resolves a run directory to its
+    latest checkpoint once (so no rank races a newer save), the others check they see it."""
+    chosen: list[object] = [None]
+    if get_rank() == 0:
+        latest = _latest(Path(resume))
+        chosen = [(str(latest), latest.is_file())]
+    if get_world_size() > 1:
+        dist.broadcast_object_list(chosen, src=0)
+    name, found = cast(tuple[str, bool], chosen[0])
+    checkpoint = Path(name)
+    if not found:
+        return checkpoint  # the trainer reports the missing run or checkpoint on every rank
+    missing = torch.tensor([0 if checkpoint.is_file() else 1])
+    if get_world_size() > 1:
+        dist.all_reduce(missing)
+    if int(missing.item()) > 0:
+        raise AppError(
+            f"--resume {checkpoint}: {int(missing.item())} rank(s) cannot see this file; on "
+            "several machines keep the run directory on a filesystem every node mounts"
+        )
+    return checkpoint
+
+
+def _latest(path: Path) -> Path:
+    if path.is_dir():
+        folder = path / "checkpoints"
+        latest = find_latest_checkpoint(folder) if folder.is_dir() else None
+        return latest if latest is not None else path
+    return path
+
+
+def _peer_lost(err: BaseException) -> bool:
+    if isinstance(err, dist.DistError):
+        return True
+    text = str(err).lower()
+    return any(marker in text for marker in _PEER_LOST)
+
+
+def _first_line(err: BaseException) -> str:
+    lines = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {lines[0] if lines else ''}"[:300]
+
+
+@contextmanager
+def _sigterm_raises() -> Iterator[None]:
+    """Turn torchrun's SIGTERM (sent to every rank when one fails) into an error, so the
+    run is closed as failed and the process group destroyed instead of dying mid-write."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    raised = False
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        nonlocal raised
+        if raised or sys.exc_info()[1] is not None:
+            return  # already unwinding from an error: let that cleanup finish
+        raised = True
+        raise RankFailureError(
+            f"rank {get_rank()} stopped by {signal.Signals(signum).name}: torchrun stops every "
+            "rank when one fails or the job is cancelled (its summary names the root cause)"
+        )
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -141,6 +141,8 @@ class ImageClassificationTrainer:
         step = make_supervised_train_step(
             amp=amp, clip_grad_norm=node.clip_grad_norm, channels_last=node.channels_last
         )
+        if checkpoint_state is not None:  # before the run directory is touched
+            _load_context(context, checkpoint_state)
         main = is_main_process()
         tracker = _open_run(node, resume, checkpoint_state) if main else None
         try:
@@ -172,7 +174,7 @@ class ImageClassificationTrainer:
     ) -> TrainResult:
         callbacks: list[Any] = [
             MetricsCallback(metrics=build_metrics(node.metrics), loss=MeanLoss(), prefix="train/"),
-            LRSchedulerCallback(interval="step"),
+            *([LRSchedulerCallback(interval="step")] if context.scheduler is not None else []),
             NonFiniteLossGuard(),
             TimerCallback(),
             StopAtStep(total_steps),
@@ -189,7 +191,6 @@ class ImageClassificationTrainer:
         callbacks.append(checkpointer)
         engine = Engine(step, context, callbacks)
         if checkpoint_state is not None:
-            context.load_state_dict(checkpoint_state["context"])
             engine.load_state_dict(checkpoint_state["engine"])
         state = engine.loop(loader, max_epochs=max_epochs)
         if state.global_step > 0:
@@ -244,8 +245,8 @@ def _rank_loader(loader: LoaderNode, world_size: int) -> LoaderNode:
 
 
 def _checkpointer(node: TrainerForImageClassificationNode, tracker: Run | None) -> CheckpointCallback:
-    """Rank 0's writes into the run; the other ranks' (never writing, so any folder) only
-    meet its barriers at the same steps."""
+    """Rank 0's checkpointer writes into the run; the other ranks' never write (so any folder
+    does) and only meet its barriers at the same steps."""
     if tracker is None:
         folder, extra = Path(node.runs_root), None
     else:
@@ -284,6 +285,20 @@ def _resume_state(resume: str | Path) -> dict[str, Any]:
             raise AppError(f"--resume {path}: not a training checkpoint (no {key!r} entry)")
     state["_path"] = str(path)
     return state
+
+
+def _load_context(context: Context, state: dict[str, Any]) -> None:
+    """Load the checkpoint's model, optimizer and schedule; one that belongs to another
+    model or optimizer is refused in one line."""
+    try:
+        context.load_state_dict(state["context"])
+    except (RuntimeError, KeyError, ValueError, TypeError) as err:
+        lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()]
+        detail = " ".join(lines[:2]) or type(err).__name__
+        raise AppError(
+            f"--resume {state['_path']}: the checkpoint does not fit this experiment "
+            f"({detail[:300]}); resume without --config/--set so the run's own config is used"
+        ) from None
 
 
 def _open_run(
