@@ -86,11 +86,19 @@ class OneCycleNode(SchedulerNode):
             if self.max_lr is None
             else self.max_lr
         )
+        # torch divides by zero when a phase is zero steps long (e.g. pct_start 0.25 of 4
+        # steps): nudge pct_start by a fraction of a step (the warm-up still ends at step 1)
+        three = self.three_phase
+        pct = next(
+            p
+            for p in (self.pct_start, 1.5 / total, 1.25 / total)
+            if p * total != 1.0 and not (three and total + 1 == 2 * p * total)
+        )
         return OneCycleLR(
             optimizer,
             max_lr=max_lr,
             total_steps=total,
-            pct_start=self.pct_start,
+            pct_start=pct,
             anneal_strategy=self.anneal_strategy,
             cycle_momentum=self.cycle_momentum,
             div_factor=self.div_factor,
