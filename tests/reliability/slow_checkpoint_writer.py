@@ -7,7 +7,9 @@ the OS layer:
   ``checkpoints`` folder takes that long, so a kill can land while a checkpoint is half-saved;
 - ``LEGOML_TEST_FAULT=ERRNO:WHERE:MATCH:AFTER`` (e.g. ``EIO:fsync:checkpoints:3``): after
   ``AFTER`` matching calls succeed, ``WHERE`` (write, fsync or replace) fails with ``ERRNO``
-  for paths containing ``MATCH`` under the current directory (see fault_helpers.FailingWrites).
+  for paths containing ``MATCH`` under the current directory (see fault_helpers.FailingWrites);
+- ``LEGOML_TEST_NAN_AT_STEP=K``: the K-th training loss (a call of cross_entropy with
+  gradients on) comes out NaN, as if the model had diverged there.
 """
 
 from __future__ import annotations
@@ -42,6 +44,24 @@ if __name__ == "__main__":
 
         name, where, match, after = fault.split(":")
         FailingWrites(Path.cwd(), getattr(errno, name), where, match, int(after)).__enter__()
+
+    nan_at = int(os.environ.get("LEGOML_TEST_NAN_AT_STEP", "0"))
+    if nan_at:
+        import torch
+        import torch.nn.functional as functional
+
+        real_cross_entropy = functional.cross_entropy
+        calls = [0]
+
+        def cross_entropy(*args: object, **kwargs: object) -> torch.Tensor:
+            loss = real_cross_entropy(*args, **kwargs)  # type: ignore[arg-type]
+            if torch.is_grad_enabled():
+                calls[0] += 1
+                if calls[0] == nan_at:
+                    return loss * float("nan")
+            return loss
+
+        functional.cross_entropy = cross_entropy  # type: ignore[assignment]
 
     from legoml_mnist.cli import main
 

@@ -27,6 +27,7 @@ from legoml_mnist.nodes import (
 __all__ = ["build_parser", "load_config", "main"]
 
 USER_ERRORS = (AppError, ConfigError, DataError, TrackError, CoreError)
+MAX_CONFIG_BYTES = 1 << 20  # a full config is ~2 KB; anything near this is not a config
 
 
 class _Parser(argparse.ArgumentParser):
@@ -72,7 +73,14 @@ def load_config(path: Path | None) -> TrainerForImageClassificationNode:
     if path is None:
         return TrainerForImageClassificationNode()
     try:
-        text = path.read_text()
+        with path.open("rb") as handle:
+            data = handle.read(MAX_CONFIG_BYTES + 1)
+        if len(data) > MAX_CONFIG_BYTES:
+            raise AppError(
+                f"config file {path} is larger than {MAX_CONFIG_BYTES // 1024} KiB; a config "
+                "is a few KB of JSON: check the path (see `legoml-mnist config`)"
+            )
+        text = data.decode("utf-8", errors="replace")
     except FileNotFoundError:
         raise AppError(f"config file {path} does not exist: write one with `legoml-mnist config > {path}`") from None
     except OSError as err:

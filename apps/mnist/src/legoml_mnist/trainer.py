@@ -85,6 +85,10 @@ class StopAtStep(Callback):
     def __init__(self, total_steps: int) -> None:
         self.total_steps = total_steps
 
+    def on_epoch_start(self, engine: Engine, context: Context) -> None:
+        # resumed from the final checkpoint of a partial epoch: not one step more
+        self.on_step_end(engine, context)
+
     def on_step_end(self, engine: Engine, context: Context) -> None:
         state = engine.state
         if state.global_step >= self.total_steps and state.step != state.epoch_length:
