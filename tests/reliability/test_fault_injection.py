@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import random
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -144,7 +145,10 @@ def _training(tracker: object, folder: Path) -> tuple[Engine, Context]:
     callbacks = [
         MetricsCallback(loss=MeanLoss()),
         TrackingCallback(tracker, log_every_n_steps=1, loss_name="train/step_loss"),  # type: ignore[arg-type]
-        CheckpointCallback(folder, saver=save_checkpoint, every_n_steps=2, keep_last=2),
+        CheckpointCallback(  # wired as legoml-mnist does: the scalars size rides along
+            folder, saver=save_checkpoint, every_n_steps=2, keep_last=2,
+            extra=lambda: {"scalars_size": tracker.scalars_size},  # type: ignore[attr-defined]
+        ),
     ]
     return Engine(make_supervised_train_step(), context, callbacks), context
 
@@ -153,7 +157,8 @@ def _resume_and_finish(run_dir: Path) -> list[tuple[int, str]]:
     latest = find_latest_checkpoint(run_dir / "checkpoints")
     assert latest is not None
     state = load_checkpoint(latest)
-    with run(resume=run_dir, rewind_to_step=state["global_step"]) as tracker:
+    size = state["extra"]["scalars_size"]
+    with run(resume=run_dir, rewind_to_step=state["global_step"], rewind_to_size=size) as tracker:
         engine, context = _training(tracker, tracker.checkpoints_dir)
         context.load_state_dict(state["context"])
         engine.load_state_dict(state["engine"])
@@ -280,3 +285,68 @@ def test_run_directory_turning_read_only_mid_training(tmp_path: Path) -> None:
     now_files, now_rows = _snapshot(tracker.dir)
     assert now_files == files and now_rows[: len(rows)] == rows
     assert load_checkpoint(tracker.checkpoints_dir / "step-00000004.pt")["global_step"] == 4
+
+
+# --------------------------------------------------------------------- seeded sweeps (slow)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(24))
+def test_seeded_write_fault_anywhere_in_the_run_directory(tmp_path: Path, seed: int) -> None:
+    """The k-th write, fsync or rename of any file in the run (checkpoints, scalars, events,
+    meta) fails with ENOSPC or EIO: the error is one line, whatever was complete before is
+    intact, and the run resumes to the end afterwards."""
+    rng = random.Random(seed)
+    code = rng.choice(ERRNOS)
+    where = rng.choice(["write", "write", "fsync", "replace"])
+    after = rng.randint(0, 60)
+    tracker = run("sweep", root=tmp_path)
+    engine, _ = _training(tracker, tracker.checkpoints_dir)
+    failure: BaseException | None = None
+    with FailingWrites(tracker.dir, code, where=where, after=after) as faults:
+        try:
+            engine.loop(_data(), max_epochs=3)
+        except (TrackError, OSError) as exc:
+            failure = exc
+    try:
+        tracker.close(failure)
+    except OSError:
+        pass
+    if failure is None:
+        assert faults.hits == 0 or where == "fsync", f"a failed {where} went unnoticed"
+        return
+    one_line(failure)
+    assert os.strerror(code) in str(failure)
+    assert leftovers(tracker.checkpoints_dir) == []
+    if find_latest_checkpoint(tracker.checkpoints_dir) is None:
+        return  # it failed before the first checkpoint: nothing to resume
+    _resume_and_finish(tracker.dir)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(12))
+def test_seeded_full_disk_sizes(tmp_path: Path, seed: int) -> None:
+    with run("dry", root=tmp_path / "dry") as dry:
+        dry_engine, _ = _training(dry, dry.checkpoints_dir)
+        dry_engine.loop(_data()[:2], max_epochs=1)
+    size = (dry.checkpoints_dir / "step-00000002.pt").stat().st_size
+    free = int(size * random.Random(seed).uniform(0.2, 6.0))
+    tracker = run("disk", root=tmp_path)
+    engine, _ = _training(tracker, tracker.checkpoints_dir)
+    failure: BaseException | None = None
+    with FullDisk(tracker.dir, free_bytes=free):
+        try:
+            engine.loop(_data(), max_epochs=3)
+        except (TrackError, OSError) as exc:
+            failure = exc
+    try:
+        tracker.close(failure)
+    except OSError:
+        pass
+    assert failure is not None, "the disk never filled"
+    assert os.strerror(errno.ENOSPC) in one_line(failure)
+    assert leftovers(tracker.checkpoints_dir) == []
+    for checkpoint in tracker.checkpoints_dir.glob("step-*.pt"):
+        load_checkpoint(checkpoint)
+    if find_latest_checkpoint(tracker.checkpoints_dir) is not None:
+        _resume_and_finish(tracker.dir)
