@@ -511,3 +511,27 @@ def test_timer_writes_step_data_and_throughput() -> None:
     assert 0 < t["step"] < t["epoch"] and t["data"] >= 0
     assert t["samples_per_s"] == pytest.approx(8 * t["steps_per_s"])
     assert t["epoch"] <= t["total"]
+
+
+def test_metrics_callback_running_values_every_n_steps() -> None:
+    from legoml.core import Context, Engine, Events, MetricsCallback
+
+    class Seen:
+        def reset(self) -> None:
+            self.n = 0
+
+        def update(self, predictions: torch.Tensor, targets: torch.Tensor) -> None:
+            self.n += len(targets)
+
+        def compute(self) -> int:
+            return self.n
+
+    seen: list[float | None] = []
+    step = lambda e, b, c: {"loss": None, "predictions": b, "targets": b}  # noqa: E731
+    engine = Engine(step, Context(torch.nn.Identity()), [MetricsCallback({"seen": Seen()}, running_every=2)])
+    engine.add_event_handler(Events.STEP_END, lambda e, c: seen.append(e.state.metrics.get("train/seen")))
+    engine.loop([torch.zeros(4)] * 5)
+    assert seen == [None, 8.0, 8.0, 16.0, 16.0]
+    assert engine.state.metrics["train/seen"] == 20.0
+    with pytest.raises(Exception, match="running_every"):
+        MetricsCallback({"seen": Seen()}, running_every=0)

@@ -234,3 +234,15 @@ def test_move_to_device_nested_and_no_copy_when_already_there() -> None:
     assert move_to_device(pair, CPU) is pair
     meta = move_to_device((a, b), torch.device("meta"))
     assert meta[0].device.type == "meta" and isinstance(meta, tuple)
+
+
+def test_keep_freed_memory_sets_the_allocator_once() -> None:
+    import platform
+
+    from legoml.core import keep_freed_memory
+
+    result = keep_freed_memory()
+    assert isinstance(result, bool)
+    if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
+        assert result is True
+    assert keep_freed_memory() is result  # cached: the second call does nothing new

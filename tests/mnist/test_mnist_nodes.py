@@ -66,7 +66,7 @@ def _synthetic(n: int = 70) -> Split:
 
 def test_train_loader_is_shuffled_and_eval_loader_is_not() -> None:
     split = _synthetic()
-    node = LoaderNode(batch_size=32, eval_batch_size=50)
+    node = LoaderNode(batch_size=32, eval_batch_size=50, drop_last=False)
     train = build_dataloader(split, node, train=True, seed=1)
     evaluation = build_dataloader(split, node, train=False)
     assert len(train) == 3 and len(evaluation) == 2

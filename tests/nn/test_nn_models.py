@@ -243,3 +243,13 @@ def test_materialize_leaves_statistics_and_mode_alone() -> None:
     assert model.training and not L.has_lazy(model)
     assert int(model[1].num_batches_tracked) == 0
     assert torch.equal(model[1].running_mean, torch.zeros(3))
+
+
+def test_tinycnn_stem_stride_and_pool_first_shapes_and_order() -> None:
+    node = L.TinyCNNNode(channels=(16, 32, 64), batch_norm=True, stem_stride=2, pool_first=True)
+    model = node.build()
+    assert model(torch.zeros(3, 1, 28, 28)).shape == (3, 10)
+    first, second = model.features[0], model.features[1]
+    assert first.conv.stride == (2, 2) and not hasattr(first, "pool")
+    assert list(second._modules) == ["conv", "pool", "norm", "act"]
+    assert sum(p.numel() for p in model.parameters()) == 98_554

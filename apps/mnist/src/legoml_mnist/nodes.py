@@ -78,9 +78,9 @@ class LoaderNode(Node, tag="legoml_mnist.Loader"):
     """In-memory batch loader settings (training batches and evaluation batches)."""
 
     batch_size: Positive = 128
-    eval_batch_size: Positive = 2000
+    eval_batch_size: Positive = 10000
     shuffle: bool = True
-    drop_last: bool = False
+    drop_last: bool = True
     augment: AugmentNode = field(default_factory=AugmentNode)
     collator: CollatorNode = field(default_factory=CollatorNode)
 
@@ -107,23 +107,27 @@ class TrainerForImageClassificationNode(Node, tag="legoml_mnist.TrainerForImageC
     """
 
     model: ModuleNode = field(
-        default_factory=lambda: TinyCNNNode(channels=(16, 32), batch_norm=True, hidden=(128,))
+        default_factory=lambda: TinyCNNNode(
+            channels=(16, 32, 64), batch_norm=True, stem_stride=2, pool_first=True, hidden=(128,)
+        )
     )
     optimizer: OptimizerNode = field(
-        default_factory=lambda: AdamWNode(lr=4e-3, weight_decay=0.01, foreach=True)
+        default_factory=lambda: AdamWNode(lr=6e-3, weight_decay=5e-4, fused=True)
     )
     scheduler: SchedulerNode | None = field(
-        default_factory=lambda: OneCycleNode(pct_start=0.25, div_factor=10.0)
+        default_factory=lambda: OneCycleNode(
+            pct_start=0.25, div_factor=25.0, final_div_factor=1e4, cycle_momentum=False
+        )
     )
     dataset: DatasetNode = field(default_factory=DatasetNode)
     loader: LoaderNode = field(default_factory=LoaderNode)
     metrics: MetricsNode = field(default_factory=MetricsNode)
-    epochs: Annotated[float, Check(gt=0.0, le=1000.0)] = 1.5
+    epochs: Annotated[float, Check(gt=0.0, le=1000.0)] = 0.8
     seed: int = 0
     device: Device = "auto"
     precision: Precision = "auto"
     channels_last: bool = True
-    label_smoothing: Annotated[float, Check(ge=0.0, lt=1.0)] = 0.0
+    label_smoothing: Annotated[float, Check(ge=0.0, lt=1.0)] = 0.1
     clip_grad_norm: Annotated[float, Check(gt=0.0)] | None = None
     threads: Positive | None = None
     deterministic: bool = False

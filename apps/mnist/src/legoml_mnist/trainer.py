@@ -31,6 +31,7 @@ from legoml.core import (
     get_rank,
     get_world_size,
     is_main_process,
+    keep_freed_memory,
     make_supervised_train_step,
     unwrap_model,
     wrap_ddp,
@@ -109,6 +110,7 @@ class ImageClassificationTrainer:
         barrier()  # every rank has read the checkpoint before rank 0 may write the next one
         if node.threads is not None:
             torch.set_num_threads(node.threads)
+        keep_freed_memory()
         seed_everything(node.seed, node.deterministic)
         device = resolve_device(node.device)
         rank, world_size = get_rank(), get_world_size()
@@ -177,7 +179,9 @@ class ImageClassificationTrainer:
         checkpoint_state: dict[str, Any] | None,
     ) -> TrainResult:
         callbacks: list[Any] = [
-            MetricsCallback(metrics=build_metrics(node.metrics), loss=MeanLoss(), prefix="train/"),
+            MetricsCallback(
+                metrics=build_metrics(node.metrics), loss=MeanLoss(), prefix="train/", running_every=50
+            ),
             *([LRSchedulerCallback(interval="step")] if context.scheduler is not None else []),
             NonFiniteLossGuard(),
             TimerCallback(),

@@ -18,7 +18,7 @@ from legoml.core.callbacks import (
     checkpoint_name,
 )
 from legoml.core.context import Context, unwrap_model
-from legoml.core.device import cpu_supports_bf16, detect_device, move_to_device
+from legoml.core.device import cpu_supports_bf16, detect_device, keep_freed_memory, move_to_device
 from legoml.core.distributed import (
     DistributedInfo,
     barrier,
@@ -105,6 +105,7 @@ __all__ = [
     "init_distributed",
     "is_distributed",
     "is_main_process",
+    "keep_freed_memory",
     "make_supervised_eval_step",
     "make_supervised_train_step",
     "move_to_device",

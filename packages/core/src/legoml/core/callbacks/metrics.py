@@ -54,6 +54,8 @@ class MetricsCallback(Callback):
     Results land in ``engine.state.metrics[prefix + name]`` (dict results as
     ``prefix + name/key``; the loss metric as ``prefix + "loss"``); non-scalar results stay
     in :attr:`results`. Under DDP each metric's ``all_reduce()`` runs before ``compute()``.
+    With ``running_every=N`` the same keys also hold running values (this rank's, so far in
+    the epoch) every N steps, for progress bars of long or fractional epochs.
 
     Example:
         >>> import torch
@@ -75,7 +77,12 @@ class MetricsCallback(Callback):
         metrics: Mapping[str, MetricLike] | Sequence[MetricLike] = (),
         loss: MetricLike | None = None,
         prefix: str = "train/",
+        running_every: int | None = None,
     ) -> None:
+        if running_every is not None and (
+            isinstance(running_every, bool) or not isinstance(running_every, int) or running_every < 1
+        ):
+            raise CallbackError(f"running_every must be None or an int >= 1, got {running_every!r}")
         if isinstance(metrics, Mapping):
             named = {str(name): metric for name, metric in metrics.items()}
         else:
@@ -96,6 +103,7 @@ class MetricsCallback(Callback):
         self.metrics: dict[str, MetricLike] = named
         self.loss = loss
         self.prefix = prefix
+        self.running_every = running_every
         self.results: dict[str, Any] = {}
         self._metric_list = tuple(named.values())
         self._updates = 0
@@ -158,6 +166,10 @@ class MetricsCallback(Callback):
             if loss is not None:
                 self.loss.update(loss.detach() if loss.requires_grad else loss, targets)
         self._updates += 1
+        every = self.running_every
+        if every is not None and self._updates % every == 0:
+            for name, metric in self._all():
+                flatten_scalars(self.prefix + name, metric.compute(), engine.state.metrics)
 
     def on_epoch_end(self, engine: Engine, context: Context) -> None:
         if self._updates == 0:  # resumed exactly at the end of an epoch: nothing measured

@@ -35,6 +35,9 @@ class StageNode(ModuleNode, register=False):
 class ConvBlockNode(StageNode):
     """Conv2d -> optional norm -> activation -> optional pool -> optional channel dropout.
 
+    ``pool_first`` pools right after the conv instead (conv -> pool -> norm -> activation):
+    the norm and activation then work on a quarter of the values, a large saving on CPU.
+
     ``in_channels=None`` takes the previous stage's width (``nn.LazyConv2d`` when built
     alone); ``padding=None`` keeps the size for odd kernels (``kernel_size // 2``);
     ``bias=None`` means a bias only when there is no norm.
@@ -54,6 +57,7 @@ class ConvBlockNode(StageNode):
     activation: ActivationNode = ReluNode()
     pool: PoolNode | None = None
     dropout: Probability = 0.0
+    pool_first: bool = False
 
     def validate(self) -> None:
         if self.norm is not None:
@@ -83,10 +87,12 @@ class ConvBlockNode(StageNode):
             else nn.Conv2d(size, self.out_channels, *geometry, bias=bias)
         )
         layers: OrderedDict[str, nn.Module] = OrderedDict(conv=conv)
+        if self.pool is not None and self.pool_first:
+            layers["pool"] = self.pool.build()
         if self.norm is not None:
             layers["norm"] = self.norm.build(self.out_channels)
         layers["act"] = self.activation.build()
-        if self.pool is not None:
+        if self.pool is not None and not self.pool_first:
             layers["pool"] = self.pool.build()
         if self.dropout > 0:
             layers["drop"] = nn.Dropout2d(self.dropout)

@@ -12,6 +12,7 @@ from legoml.nn._check import Check
 from legoml.nn._lazy import materialize
 from legoml.nn.blocks._common import Positive, Probability
 from legoml.nn.blocks.activations import ActivationNode, ReluNode
+from legoml.nn.blocks.conv import ConvBlockNode, StageNode
 from legoml.nn.blocks.normalization import BatchNorm2dNode
 from legoml.nn.blocks.pooling import AvgPool2dNode, MaxPool2dNode
 from legoml.nn.errors import BuildError
@@ -32,7 +33,9 @@ class TinyCNNNode(ModuleNode):
 
     Fields: ``channels`` are the conv widths (one block each), ``hidden`` the head's hidden
     widths, ``dropout`` applies after each hidden layer, ``conv_dropout`` (channel dropout)
-    after each conv block.
+    after each conv block. ``stem_stride > 1`` makes the first conv downsample by its
+    stride instead of a pool; ``pool_first`` pools straight after each conv, before the norm
+    and activation (see ``ConvBlockNode``), which is much cheaper on CPU.
 
     >>> TinyCNNNode().build()(torch.zeros(4, 1, 28, 28)).shape
     torch.Size([4, 10])
@@ -51,18 +54,26 @@ class TinyCNNNode(ModuleNode):
     dropout: Probability = 0.0
     conv_dropout: Probability = 0.0
     input_size: tuple[Positive, Positive] | None = (28, 28)
+    stem_stride: Positive = 1
+    pool_first: bool = False
 
     def encoder(self) -> EncoderNode:
         """The conv part as an ``EncoderNode``."""
-        return EncoderNode.from_channels(
-            self.channels,
-            in_channels=self.in_channels,
-            kernel_size=self.kernel_size,
-            norm=BatchNorm2dNode() if self.batch_norm else None,
-            activation=self.activation,
-            pool=MaxPool2dNode() if self.pool == "max" else AvgPool2dNode(),
-            dropout=self.conv_dropout,
-        )
+        pool = MaxPool2dNode() if self.pool == "max" else AvgPool2dNode()
+        blocks: list[StageNode] = [
+            ConvBlockNode(
+                out_channels=width,
+                kernel_size=self.kernel_size,
+                stride=self.stem_stride if index == 0 else 1,
+                norm=BatchNorm2dNode() if self.batch_norm else None,
+                activation=self.activation,
+                pool=None if index == 0 and self.stem_stride > 1 else pool,
+                dropout=self.conv_dropout,
+                pool_first=self.pool_first,
+            )
+            for index, width in enumerate(self.channels)
+        ]
+        return EncoderNode(in_channels=self.in_channels, blocks=blocks)
 
     def head(self) -> MLPNode:
         """The classifier part as an ``MLPNode`` (flatten, lazy first layer)."""
