@@ -53,7 +53,8 @@ class ClassicCNN(nn.Module):
         x = torch.flatten(x, 1)
         x = F.relu(self.fc1(x))
         x = self.drop2(x)
-        return self.fc2(x)
+        logits: torch.Tensor = self.fc2(x)
+        return logits
 
 
 def _torchvision_root(tmp: Path) -> Path:
@@ -114,7 +115,7 @@ def run(results_dir: Path | str = REPO / "benchmarks" / "results", max_epochs: i
         for x, y in train_loader:
             optimizer.zero_grad(set_to_none=True)
             loss = F.cross_entropy(model(x), y)
-            loss.backward()
+            loss.backward()  # type: ignore[no-untyped-call]
             optimizer.step()
         epoch_s = time.perf_counter() - start
         epoch_cpu = time.process_time() - cpu_start

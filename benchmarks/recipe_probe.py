@@ -34,7 +34,7 @@ import resource
 import statistics
 import time
 from dataclasses import asdict, dataclass, fields, replace
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -64,7 +64,7 @@ class ProbeConfig:
     pct_start: float = 0.25
     div_factor: float = 25.0
     final_div_factor: float = 1e4
-    anneal: str = "cos"  # cos | linear
+    anneal: Literal["cos", "linear"] = "cos"
     three_phase: bool = False
     precision: str = "bf16"  # bf16 | fp32
     channels_last: bool = True
@@ -237,7 +237,7 @@ def train(cfg: ProbeConfig, data: tuple[torch.Tensor, ...] | None = None) -> dic
                 out = forward(x)
             loss = F.cross_entropy(out.float(), y, label_smoothing=cfg.label_smoothing)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            loss.backward()  # type: ignore[no-untyped-call]
             opt.step()
             if sched is not None:
                 sched.step()
@@ -281,7 +281,7 @@ def speed(configs: list[ProbeConfig], data: tuple[torch.Tensor, ...], rounds: in
         _set_mallopt()
     tr_x, tr_y = data[0], data[1]
     gen = torch.Generator().manual_seed(0)
-    states = []
+    states: list[tuple[Any, ...]] = []
     for cfg in configs:
         torch.manual_seed(cfg.seed)
         model = build_model(cfg)
@@ -306,7 +306,7 @@ def speed(configs: list[ProbeConfig], data: tuple[torch.Tensor, ...], rounds: in
             loss = F.cross_entropy(out.float(), tr_y.index_select(0, idx),
                                    label_smoothing=cfg.label_smoothing)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            loss.backward()  # type: ignore[no-untyped-call]
             opt.step()
             if record is not None:
                 record.append(time.perf_counter() - t0)
