@@ -18,6 +18,7 @@ from legoml.core import (
     ProgressBarCallback,
     make_supervised_eval_step,
 )
+from legoml.data import Split
 from legoml.metrics import ClassificationReport, ConfusionMatrix, MeanLoss, Metric
 from legoml.nn import Node
 from legoml.track import checkpoint_info, find_latest_checkpoint, list_runs, load_checkpoint
@@ -32,11 +33,19 @@ from legoml_mnist.builders import (
 from legoml_mnist.errors import AppError
 from legoml_mnist.nodes import (
     EvaluatorForImageClassificationNode,
+    LoaderNode,
+    MetricsNode,
     TrainerForImageClassificationNode,
 )
 from legoml_mnist.report import save_confusion_png
 
-__all__ = ["EvalReport", "ImageClassificationEvaluator", "evaluate_model", "resolve_checkpoint"]
+__all__ = [
+    "EvalReport",
+    "ImageClassificationEvaluator",
+    "evaluate_model",
+    "evaluate_split",
+    "resolve_checkpoint",
+]
 
 log = structlog.get_logger(__name__)
 
@@ -118,6 +127,31 @@ class _Update:
             metric.update(output.predictions, output.targets)
 
 
+def evaluate_split(
+    model: nn.Module,
+    split: Split,
+    *,
+    loader: LoaderNode,
+    metrics: MetricsNode,
+    device: torch.device,
+    amp: torch.dtype | None,
+    channels_last: bool,
+    progress: bool = False,
+) -> EvalReport:
+    """:func:`evaluate_model` over a whole split, in evaluation batches, with the
+    experiment's metrics."""
+    return evaluate_model(
+        model,
+        build_dataloader(split, loader, train=False, device=device),
+        device=device,
+        metrics=build_metrics(metrics),
+        num_classes=metrics.num_classes,
+        amp=amp,
+        channels_last=channels_last,
+        progress=progress,
+    )
+
+
 def resolve_checkpoint(checkpoint: str | None, runs_root: str) -> Path:
     """A checkpoint file from a file, a run directory, or the newest run under ``runs_root``."""
     if checkpoint is not None:
@@ -159,13 +193,12 @@ class ImageClassificationEvaluator:
             trainer_node.model, path, device=device, channels_last=node.channels_last
         )
         _, test = load_splits(node.dataset)
-        data = build_dataloader(test, node.loader, train=False, device=device)
-        report = evaluate_model(
+        report = evaluate_split(
             model,
-            data,
+            test,
+            loader=node.loader,
+            metrics=node.metrics,
             device=device,
-            metrics=build_metrics(node.metrics),
-            num_classes=node.metrics.num_classes,
             amp=resolve_precision(node.precision, device),
             channels_last=node.channels_last,
             progress=node.progress,

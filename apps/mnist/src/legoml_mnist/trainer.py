@@ -56,7 +56,7 @@ from legoml_mnist.builders import (
     seed_everything,
 )
 from legoml_mnist.errors import AppError
-from legoml_mnist.evaluator import EvalReport, evaluate_model
+from legoml_mnist.evaluator import EvalReport, evaluate_split
 from legoml_mnist.nodes import LoaderNode, TrainerForImageClassificationNode
 from legoml_mnist.report import save_confusion_png
 
@@ -206,13 +206,12 @@ class ImageClassificationTrainer:
         train_seconds = float(state.timings.get("total", 0.0))
 
         model = unwrap_model(context.model)
-        test_data = build_dataloader(test_split, node.loader, train=False, device=device)
-        report = evaluate_model(
+        report = evaluate_split(
             model,
-            test_data,
+            test_split,
+            loader=node.loader,
+            metrics=node.metrics,
             device=device,
-            metrics=build_metrics(node.metrics),
-            num_classes=node.metrics.num_classes,
             amp=amp,
             channels_last=node.channels_last,
             progress=node.progress and tracker is not None,
