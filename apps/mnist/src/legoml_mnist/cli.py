@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
@@ -164,6 +165,19 @@ def _out(text: str) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging()
+    if not (args.command == "train" and args.distributed):
+        return _run(args)
+    from legoml_mnist.distributed import exit_process
+
+    try:  # a torchrun rank leaves without interpreter teardown (see exit_process)
+        code = _run(args)
+    except BaseException:
+        traceback.print_exc()
+        return exit_process(1)
+    return exit_process(code)
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         if args.command == "config":
             _out(json.dumps(TrainerForImageClassificationNode().to_dict(), indent=2))

@@ -13,10 +13,15 @@ module adds what a job of several processes needs around it:
   that loses a peer mid-collective reports it in one line instead of a gloo/NCCL trace;
   a peer that hangs without dying trips the collective timeout
   (``LEGOML_DIST_TIMEOUT`` seconds, default 300) instead of torch's 10 minutes.
+- The process ends with :func:`exit_process`, skipping Python's interpreter teardown: gloo's
+  worker threads outlive ``destroy_process_group`` (DDP's reducer keeps the backend alive),
+  and one that frees a finished collective's tensors while the interpreter finalizes calls
+  ``std::terminate`` (SIGABRT, "terminate called without an active exception").
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import sys
@@ -37,7 +42,13 @@ from legoml_mnist.errors import AppError
 from legoml_mnist.nodes import TrainerForImageClassificationNode
 from legoml_mnist.trainer import TrainResult
 
-__all__ = ["DEFAULT_TIMEOUT_S", "TIMEOUT_ENV", "RankFailureError", "train_distributed"]
+__all__ = [
+    "DEFAULT_TIMEOUT_S",
+    "TIMEOUT_ENV",
+    "RankFailureError",
+    "exit_process",
+    "train_distributed",
+]
 
 TIMEOUT_ENV = "LEGOML_DIST_TIMEOUT"
 DEFAULT_TIMEOUT_S = 300.0
@@ -52,6 +63,7 @@ _PEER_LOST = (
     "nccl",
     "socket",
 )
+_joined = False  # this process joined a process group: its gloo threads live until exit
 
 
 class RankFailureError(AppError):
@@ -67,8 +79,10 @@ def train_distributed(
             "--distributed needs torchrun's environment: run `torchrun --nproc_per_node=2 "
             "-m legoml_mnist train --distributed` (or make train-ddp NPROC=2)"
         )
+    global _joined
     timeout = collective_timeout()
     with _sigterm_raises(), distributed_session(timeout=timeout):
+        _joined = True
         try:
             checkpoint = shared_checkpoint(resume) if resume is not None else None
             return node.build().train(resume=checkpoint)
@@ -80,6 +94,29 @@ def train_distributed(
                 "it crashed or was stopped: torchrun's summary names it. Checkpoints are "
                 "written atomically by rank 0; continue with --resume RUN_DIR --distributed"
             ) from err
+
+
+def exit_process(code: int) -> int:
+    """End a process that joined a process group now, with ``code``, after flushing output;
+    other processes get ``code`` back.
+
+    ``destroy_process_group`` does not stop gloo's worker threads while DDP's reducer still
+    holds the backend (it does until the process ends). If the interpreter finalizes while
+    one of them releases a finished collective (tensors owned by Python), that thread cannot
+    take the GIL, is unwound, and the process aborts with SIGABRT, so a rank that finished
+    first, or one that reported a failure, would crash and make torchrun stop the others.
+    Everything a run writes is closed by then (tracker, atomic checkpoints); only the
+    teardown is skipped.
+    """
+    if not _joined:
+        return code
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
 
 
 def collective_timeout() -> timedelta:
