@@ -85,7 +85,7 @@ def move_to_device(batch: T, device: torch.device, non_blocking: bool = True) ->
 
 def _move(obj: Any, device: torch.device, non_blocking: bool) -> Any:
     if isinstance(obj, torch.Tensor):
-        if obj.device == device:
+        if obj.is_cpu if device.type == "cpu" else obj.device == device:
             return obj
         pinned = (
             non_blocking and device.type != "cpu" and obj.device.type == "cpu" and obj.is_pinned()

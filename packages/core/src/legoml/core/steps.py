@@ -80,10 +80,14 @@ def _amp_resolver(amp: AmpSetting) -> Callable[[torch.device], torch.dtype | Non
     if amp is None:
         return lambda device: None
     cache: dict[torch.device, torch.dtype | None] = {}
+    last: list[Any] = [None, None]  # (device, dtype) of the previous call: the hot path
 
     def resolved(device: torch.device) -> torch.dtype | None:
+        if device is last[0]:
+            return last[1]  # type: ignore[no-any-return]
         if device not in cache:
             cache[device] = resolve_amp_dtype(amp, device)
+        last[0], last[1] = device, cache[device]
         return cache[device]
 
     return resolved
@@ -149,7 +153,7 @@ def make_supervised_train_step(
                 loss = context.loss_fn(outputs, targets)  # type: ignore[misc]
         scaled = loss if window == 1 else loss / window
         scaler = context.scaler
-        torch.autograd.backward(scaled if scaler is None else scaler.scale(scaled))
+        (scaled if scaler is None else scaler.scale(scaled)).backward()
         return outputs, loss
 
     def update(context: Context, optimizer: torch.optim.Optimizer) -> None:
