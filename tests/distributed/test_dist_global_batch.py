@@ -17,6 +17,7 @@ from legoml_mnist.distributed import (
     TIMEOUT_ENV,
     RankFailureError,
     collective_timeout,
+    exit_process,
     shared_checkpoint,
     train_distributed,
 )
@@ -128,6 +129,7 @@ def test_distributed_training_outside_torchrun_is_a_clear_error(
     with pytest.raises(AppError, match="torchrun"):
         train_distributed(TrainerForImageClassificationNode())
     assert issubclass(RankFailureError, AppError)  # reported in one line by the CLI
+    assert exit_process(3) == 3  # never joined a job: the CLI returns as usual
 
 
 def test_resume_resolves_a_run_directory_to_its_latest_checkpoint(tmp_path: Path) -> None:
