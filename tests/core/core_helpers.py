@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -191,3 +192,9 @@ def ddp_worker(rank: int, world: int, port: int, folder: str) -> None:
             },
             out / f"result-{rank}.pt",
         )
+    # Skip interpreter teardown: gloo worker threads kept alive by DDP's reducer can die
+    # mid-destructor during Python's finalization and abort the process (SIGABRT), as the
+    # legoml-mnist CLI also avoids with os._exit after its cleanup.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)

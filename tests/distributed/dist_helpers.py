@@ -134,6 +134,11 @@ def ddp_worker(rank: int, world: int, port: int, folder: str) -> None:
     with distributed_session(timeout=GLOO_TIMEOUT, device=torch.device("cpu")):
         result = train_and_eval(rank, world, Path(folder))
     torch.save(result, out / "result.pt")
+    # Skip interpreter teardown (see legoml_mnist.distributed.exit_process): gloo threads
+    # kept alive by DDP can abort the process during Python's finalization.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 # ----------------------------------------------------------------- the CLI under torchrun
