@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 import torch
 from torch import nn
@@ -170,8 +170,10 @@ class AdamNode(OptimizerNode):
     foreach: bool | None = None
     fused: bool | None = None
 
+    _optimizer_class: ClassVar[type[torch.optim.Adam] | type[torch.optim.AdamW]] = torch.optim.Adam
+
     def _create(self, groups: list[dict[str, Any]]) -> torch.optim.Optimizer:
-        return torch.optim.Adam(
+        return self._optimizer_class(
             groups,
             lr=self.lr,
             betas=self.betas,
@@ -183,30 +185,14 @@ class AdamNode(OptimizerNode):
 
 
 @dataclass(frozen=True)
-class AdamWNode(OptimizerNode):
-    """``torch.optim.AdamW`` (decoupled weight decay, 0.01 by default).
+class AdamWNode(AdamNode):
+    """``torch.optim.AdamW`` (decoupled weight decay, 0.01 by default); fields as ``AdamNode``.
 
     >>> opt = AdamWNode(lr=3e-4).build(nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4)))
     >>> [g["weight_decay"] for g in opt.param_groups]
     [0.01, 0.0]
     """
 
-    lr: PositiveFloat = 1e-3
-    betas: tuple[Beta, Beta] = (0.9, 0.999)
-    eps: PositiveFloat = 1e-8
     weight_decay: NonNegativeFloat = 0.01
-    amsgrad: bool = False
-    decay_norm_and_bias: bool = False
-    foreach: bool | None = None
-    fused: bool | None = None
 
-    def _create(self, groups: list[dict[str, Any]]) -> torch.optim.Optimizer:
-        return torch.optim.AdamW(
-            groups,
-            lr=self.lr,
-            betas=self.betas,
-            eps=self.eps,
-            weight_decay=self.weight_decay,
-            amsgrad=self.amsgrad,
-            **self._speed(),
-        )
+    _optimizer_class = torch.optim.AdamW
