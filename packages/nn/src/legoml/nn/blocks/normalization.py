@@ -7,7 +7,7 @@ lazy variant, while layer/group norm need their size.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, ClassVar
 
 from torch import nn
 
@@ -39,8 +39,8 @@ class NormNode(ModuleNode, register=False):
 
 
 @dataclass(frozen=True)
-class BatchNorm2dNode(NormNode):
-    """``nn.BatchNorm2d`` over (N, C, H, W); ``nn.LazyBatchNorm2d`` when the size is unknown."""
+class _BatchNormNode(NormNode, register=False):
+    """Shared fields and build of the batch-norm nodes; a lazy module when the size is unknown."""
 
     num_features: Positive | None = None
     eps: Eps = 1e-5
@@ -48,26 +48,27 @@ class BatchNorm2dNode(NormNode):
     affine: bool = True
     track_running_stats: bool = True
 
+    _module_classes: ClassVar[tuple[type[nn.Module], type[nn.Module]]]  # (sized, lazy)
+
     def build(self, num_features: int | None = None) -> nn.Module:
         size = resolve_size(self.num_features, num_features, "num_features")
         args = (self.eps, self.momentum, self.affine, self.track_running_stats)
-        return nn.LazyBatchNorm2d(*args) if size is None else nn.BatchNorm2d(size, *args)
+        sized, lazy = self._module_classes
+        return lazy(*args) if size is None else sized(size, *args)
 
 
 @dataclass(frozen=True)
-class BatchNorm1dNode(NormNode):
+class BatchNorm2dNode(_BatchNormNode):
+    """``nn.BatchNorm2d`` over (N, C, H, W); ``nn.LazyBatchNorm2d`` when the size is unknown."""
+
+    _module_classes = (nn.BatchNorm2d, nn.LazyBatchNorm2d)
+
+
+@dataclass(frozen=True)
+class BatchNorm1dNode(_BatchNormNode):
     """``nn.BatchNorm1d`` over (N, C) or (N, C, L); lazy when the size is unknown."""
 
-    num_features: Positive | None = None
-    eps: Eps = 1e-5
-    momentum: Momentum = 0.1
-    affine: bool = True
-    track_running_stats: bool = True
-
-    def build(self, num_features: int | None = None) -> nn.Module:
-        size = resolve_size(self.num_features, num_features, "num_features")
-        args = (self.eps, self.momentum, self.affine, self.track_running_stats)
-        return nn.LazyBatchNorm1d(*args) if size is None else nn.BatchNorm1d(size, *args)
+    _module_classes = (nn.BatchNorm1d, nn.LazyBatchNorm1d)
 
 
 @dataclass(frozen=True)
