@@ -9,7 +9,8 @@ math on the same model and optimizer (shared, so memory placement is identical):
 - ``hand_full``: the hand loop doing by hand what the default callbacks do: accuracy and mean
   loss accumulated on-device each step and computed per epoch, a NaN/Inf loss check, a tqdm bar
   (to os.devnull, so its formatting cost is paid) updated every step with the loss shown every
-  50 steps, per-step timing, one structlog line per epoch.
+  50 steps, per-step timing, structlog lines at run start, epoch end and run end (each repeat is one
+  run of one epoch, like ``engine.loop(batches, max_epochs=1)``).
 - ``engine_default``: the Engine with MetricsCallback (accuracy + mean loss), NonFiniteLossGuard,
   ProgressBarCallback (tqdm to os.devnull), LoggingCallback and TimerCallback.
 
@@ -131,7 +132,10 @@ def _hand_full(base: torch.nn.Module, batches: list[Any], devnull: Any) -> Calla
     state = {"epoch": 0}
 
     def epoch() -> None:
+        # Each call is one run of one epoch, as engine.loop(batches, max_epochs=1) is:
+        # the same three log lines (run start, epoch, run end) the LoggingCallback writes.
         state["epoch"] += 1
+        log.info("run_start", max_epochs=1, epoch_length=len(batches), resumed_at_step=None)
         model.train()
         correct = torch.zeros((), dtype=torch.long)
         loss_sum = torch.zeros(())
@@ -169,6 +173,7 @@ def _hand_full(base: torch.nn.Module, batches: list[Any], devnull: Any) -> Calla
             step=step_time / len(batches),
             seconds=elapsed,
         )
+        log.info("run_end", epoch=state["epoch"], terminated=False, seconds=round(elapsed, 3))
 
     return epoch
 

@@ -61,6 +61,9 @@ def resolve_amp_dtype(amp: AmpSetting, device: torch.device) -> torch.dtype | No
     return amp
 
 
+_CPU = torch.device("cpu")
+
+
 def _default_prepare(batch: Any, device: torch.device, non_blocking: bool) -> tuple[Any, Tensor]:
     try:
         inputs, targets = batch
@@ -69,28 +72,39 @@ def _default_prepare(batch: Any, device: torch.device, non_blocking: bool) -> tu
             f"supervised steps need (inputs, targets) batches, got {type(batch).__name__}; "
             "pass prepare_batch= to unpack other layouts"
         ) from None
+    if (
+        device == _CPU
+        and isinstance(inputs, Tensor)
+        and isinstance(targets, Tensor)
+        and inputs.is_cpu
+        and targets.is_cpu
+    ):
+        return inputs, targets  # the CPU hot path: nothing to move
     return move_to_device(inputs, device, non_blocking), move_to_device(
         targets, device, non_blocking
     )
 
 
-def _amp_resolver(amp: AmpSetting) -> Callable[[torch.device], torch.dtype | None]:
-    if amp != "auto":
-        resolve_amp_dtype(amp, torch.device("cpu"))  # reject bad values at build time
-    if amp is None:
-        return lambda device: None
-    cache: dict[torch.device, torch.dtype | None] = {}
-    last: list[Any] = [None, None]  # (device, dtype) of the previous call: the hot path
+class _AmpDtype:
+    """The autocast dtype per device, resolved once; the last device is one attribute away."""
 
-    def resolved(device: torch.device) -> torch.dtype | None:
-        if device is last[0]:
-            return last[1]  # type: ignore[no-any-return]
-        if device not in cache:
-            cache[device] = resolve_amp_dtype(amp, device)
-        last[0], last[1] = device, cache[device]
-        return cache[device]
+    __slots__ = ("_cache", "amp", "device", "dtype")
 
-    return resolved
+    def __init__(self, amp: AmpSetting) -> None:
+        if amp != "auto":
+            resolve_amp_dtype(amp, _CPU)  # reject bad values at build time
+        self.amp = amp
+        self.device: torch.device | None = None
+        self.dtype: torch.dtype | None = None
+        self._cache: dict[torch.device, torch.dtype | None] = {}
+
+    def __call__(self, device: torch.device) -> torch.dtype | None:
+        if device is self.device:
+            return self.dtype
+        if device not in self._cache:
+            self._cache[device] = resolve_amp_dtype(self.amp, device)
+        self.device, self.dtype = device, self._cache[device]
+        return self.dtype
 
 
 def _check_common(grad_accum_steps: int, clip_grad_norm: float | None) -> None:
@@ -135,29 +149,29 @@ def make_supervised_train_step(
         3
     """
     _check_common(grad_accum_steps, clip_grad_norm)
-    dtype_for = _amp_resolver(amp)
+    amp_dtype = _AmpDtype(amp)
     prepare = prepare_batch or _default_prepare
     accum = grad_accum_steps
 
-    def forward_backward(
-        context: Context, inputs: Any, targets: Tensor, window: int
-    ) -> tuple[Tensor, Tensor]:
+    def forward(context: Context, inputs: Any, targets: Tensor) -> tuple[Tensor, Tensor]:
         device = context.device
-        dtype = dtype_for(device)
+        dtype = amp_dtype.dtype if device is amp_dtype.device else amp_dtype(device)
+        model, loss_fn = context.model, context.loss_fn
+        assert loss_fn is not None
         if dtype is None:
-            outputs = context.model(inputs)
-            loss = context.loss_fn(outputs, targets)  # type: ignore[misc]
-        else:
-            with torch.autocast(device_type=device.type, dtype=dtype):
-                outputs = context.model(inputs)
-                loss = context.loss_fn(outputs, targets)  # type: ignore[misc]
-        scaled = loss if window == 1 else loss / window
-        scaler = context.scaler
-        (scaled if scaler is None else scaler.scale(scaled)).backward()
-        return outputs, loss
+            outputs = model(inputs)
+            return outputs, loss_fn(outputs, targets)
+        with torch.autocast(device_type=device.type, dtype=dtype):
+            outputs = model(inputs)
+            return outputs, loss_fn(outputs, targets)
 
-    def update(context: Context, optimizer: torch.optim.Optimizer) -> None:
+    def backward_update(
+        context: Context, optimizer: torch.optim.Optimizer, loss: Tensor, update: bool
+    ) -> None:
         scaler = context.scaler
+        (loss if scaler is None else scaler.scale(loss)).backward()
+        if not update:
+            return
         if clip_grad_norm is not None:
             if scaler is not None:
                 scaler.unscale_(optimizer)
@@ -168,23 +182,41 @@ def make_supervised_train_step(
             scaler.step(optimizer)
             scaler.update()
 
-    def train_step(engine: Engine, batch: Any, context: Context) -> SupervisedStepOutput:
-        model, optimizer = context.model, context.optimizer
-        if optimizer is None or context.loss_fn is None:
+    def checked_inputs(context: Context, batch: Any) -> tuple[Any, Tensor]:
+        if context.optimizer is None or context.loss_fn is None:
             raise EngineError(
                 "the supervised train step needs context.optimizer and context.loss_fn"
             )
+        model = context.model
         if not model.training:
             model.train()
         inputs, targets = prepare(batch, context.device, non_blocking)
         if channels_last and isinstance(inputs, Tensor) and inputs.dim() == 4:
             inputs = inputs.contiguous(memory_format=torch.channels_last)
-        if accum == 1:
-            optimizer.zero_grad(set_to_none=True)
-            outputs, loss = forward_backward(context, inputs, targets, 1)
-            update(context, optimizer)
-            return SupervisedStepOutput(loss.detach(), outputs.detach(), targets)
-        # Accumulation: windows of `accum` steps, the epoch's end closes a shorter one.
+        return inputs, targets
+
+    def train_step(engine: Engine, batch: Any, context: Context) -> SupervisedStepOutput:
+        # The hot path of every run: one zero_grad, forward, backward and update, no
+        # more Python than that (each call costs a few percent on a tiny CPU model).
+        optimizer = context.optimizer
+        inputs, targets = checked_inputs(context, batch)
+        assert optimizer is not None
+        optimizer.zero_grad(set_to_none=True)
+        outputs, loss = forward(context, inputs, targets)
+        if context.scaler is None and clip_grad_norm is None:
+            loss.backward()
+            optimizer.step()
+        else:
+            backward_update(context, optimizer, loss, update=True)
+        return SupervisedStepOutput(loss.detach(), outputs.detach(), targets)
+
+    def accumulating_train_step(
+        engine: Engine, batch: Any, context: Context
+    ) -> SupervisedStepOutput:
+        # Windows of `accum` steps; the epoch's end closes a shorter one.
+        optimizer = context.optimizer
+        inputs, targets = checked_inputs(context, batch)
+        assert optimizer is not None
         state = engine.state
         position = (state.step - 1) % accum
         length = state.epoch_length
@@ -192,16 +224,17 @@ def make_supervised_train_step(
         last = position == window - 1
         if position == 0:
             optimizer.zero_grad(set_to_none=True)
-        if not last and isinstance(model, DistributedDataParallel):
-            with model.no_sync():  # all-reduce gradients once per window
-                outputs, loss = forward_backward(context, inputs, targets, window)
-        else:
-            outputs, loss = forward_backward(context, inputs, targets, window)
-        if last:
-            update(context, optimizer)
+        model = context.model
+        with (
+            model.no_sync()  # all-reduce gradients once per window
+            if not last and isinstance(model, DistributedDataParallel)
+            else contextlib.nullcontext()
+        ):
+            outputs, loss = forward(context, inputs, targets)
+            backward_update(context, optimizer, loss / window, update=last)
         return SupervisedStepOutput(loss.detach(), outputs.detach(), targets)
 
-    return train_step
+    return train_step if accum == 1 else accumulating_train_step
 
 
 def make_supervised_eval_step(
@@ -225,7 +258,7 @@ def make_supervised_eval_step(
         >>> engine.loop([(torch.randn(8, 4), torch.zeros(8, dtype=torch.long))]).output.loss is None
         True
     """
-    dtype_for = _amp_resolver(amp)
+    amp_dtype = _AmpDtype(amp)
     prepare = prepare_batch or _default_prepare
 
     @torch.inference_mode()
@@ -237,7 +270,7 @@ def make_supervised_eval_step(
         inputs, targets = prepare(batch, device, non_blocking)
         if channels_last and isinstance(inputs, Tensor) and inputs.dim() == 4:
             inputs = inputs.contiguous(memory_format=torch.channels_last)
-        dtype = dtype_for(device)
+        dtype = amp_dtype(device)
         with (
             torch.autocast(device_type=device.type, dtype=dtype)
             if dtype is not None

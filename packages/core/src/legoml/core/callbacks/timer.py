@@ -49,9 +49,8 @@ class TimerCallback(Callback):
         self._step_start = now
 
     def on_step_end(self, engine: Engine, context: Context) -> None:
-        now = perf_counter()
+        self._last_end = now = perf_counter()
         self._step_time += now - self._step_start
-        self._last_end = now
         self._steps += 1
         self._samples += batch_size(engine.state.batch)
 
