@@ -11,14 +11,16 @@ import torch
 
 __all__ = ["batch_size", "flatten_scalars", "is_finite_number", "snake_case", "to_scalar"]
 
+_Tensor = torch.Tensor
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 
 
 def batch_size(batch: Any) -> int:
     """Leading dimension of the first tensor in a (nested) batch; 1 if there is none."""
-    if type(batch) is tuple and batch and type(batch[0]) is torch.Tensor:
-        shape = batch[0].shape  # the common (inputs, targets) batch, read per step
-        return int(shape[0]) if shape else 1
+    if type(batch) is tuple and batch:  # the common (inputs, targets) batch, read per step
+        first = batch[0]
+        if type(first) is _Tensor and first.dim():
+            return len(first)
     while True:
         if isinstance(batch, torch.Tensor):
             shape = batch.shape

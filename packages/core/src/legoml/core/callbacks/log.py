@@ -10,6 +10,7 @@ from legoml.core._callback_base import Callback, Priority
 from legoml.core._utils import to_scalar
 from legoml.core.distributed import is_main_process
 from legoml.core.errors import CallbackError
+from legoml.core.events import Events, RemovableHandle
 from legoml.core.protocols import ScalarSink
 
 if TYPE_CHECKING:
@@ -54,8 +55,10 @@ class LoggingCallback(Callback):
         self.logger: Any = logger if logger is not None else structlog.get_logger(__name__)
         self.name = name
         self._main = True
+        self._step_handle: RemovableHandle | None = None
 
     def on_engine_start(self, engine: Engine, context: Context) -> None:
+        self._detach()
         self._main = is_main_process()
         if self._main:
             state = engine.state
@@ -65,21 +68,25 @@ class LoggingCallback(Callback):
                 epoch_length=state.epoch_length,
                 resumed_at_step=state.global_step or None,
             )
+            if self.every_n_steps is not None:  # no per-step hook at all otherwise
+                self._step_handle = engine.add_event_handler(
+                    Events.STEP_END(every=self.every_n_steps), self._log_step, self.priority
+                )
 
-    def on_step_end(self, engine: Engine, context: Context) -> None:
-        every = self.every_n_steps
-        if every is None or not self._main:
-            return
+    def _log_step(self, engine: Engine, context: Context) -> None:
         state = engine.state
-        if state.global_step % every == 0:
-            loss = to_scalar(getattr(state.output, "loss", None))
-            self.logger.info(
-                f"{self.name}_step",
-                epoch=state.epoch,
-                step=state.step,
-                global_step=state.global_step,
-                loss=loss,
-            )
+        self.logger.info(
+            f"{self.name}_step",
+            epoch=state.epoch,
+            step=state.step,
+            global_step=state.global_step,
+            loss=to_scalar(getattr(state.output, "loss", None)),
+        )
+
+    def _detach(self) -> None:
+        if self._step_handle is not None:
+            self._step_handle.remove()
+            self._step_handle = None
 
     def on_epoch_end(self, engine: Engine, context: Context) -> None:
         if not self._main:
@@ -96,6 +103,7 @@ class LoggingCallback(Callback):
             self.sink.log_scalars(dict(state.metrics), step=state.global_step, epoch=state.epoch)
 
     def on_engine_end(self, engine: Engine, context: Context) -> None:
+        self._detach()
         if self._main:
             state = engine.state
             self.logger.info(
@@ -109,6 +117,7 @@ class LoggingCallback(Callback):
     def on_exception(
         self, engine: Engine, context: Context, exception: BaseException
     ) -> bool | None:
+        self._detach()
         if self._main:
             state = engine.state
             self.logger.error(

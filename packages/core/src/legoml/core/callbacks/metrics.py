@@ -161,13 +161,13 @@ class MetricsCallback(Callback):
             ) from None
         for metric in self._metric_list:
             metric.update(predictions, targets)
-        if self.loss is not None:
+        loss_metric = self.loss
+        if loss_metric is not None:
             loss = output.loss
             if loss is not None:
-                self.loss.update(loss.detach() if loss.requires_grad else loss, targets)
-        self._updates += 1
-        every = self.running_every
-        if every is not None and self._updates % every == 0:
+                loss_metric.update(loss.detach() if loss.requires_grad else loss, targets)
+        self._updates = updates = self._updates + 1
+        if self.running_every is not None and updates % self.running_every == 0:
             for name, metric in self._all():
                 flatten_scalars(self.prefix + name, metric.compute(), engine.state.metrics)
 
