@@ -65,6 +65,10 @@ def main() -> int:
         "time_to_99_speedup": (theirs / ours) if ours and theirs else None,
         "final_test_accuracy": train["final_test_accuracy"],
         "engine_overhead_ratio": engine["engine_overhead_ratio"],
+        "engine_bare_ratio": engine["engine_bare_ratio"],
+        "engine_overhead_ratio_vs_grads_to_none_hand_loop": engine[
+            "engine_overhead_ratio_vs_grads_to_none_hand_loop"
+        ],
         "loader_speedup": loader["loader_speedup"],
         "nn_import_overhead_ms": imports["nn_import_overhead_ms"],
         "peak_rss_mb": train["peak_rss_mb"],
@@ -104,6 +108,11 @@ def print_table(summary: dict[str, object], classic: dict[str, object]) -> None:
         ("time-to-99 speedup", _fmt(summary["time_to_99_speedup"], ".1f") + "x"),
         ("final test accuracy (median of seeds)", _fmt(summary["final_test_accuracy"], ".4f")),
         ("engine overhead vs hand loop", _fmt(summary["engine_overhead_ratio"], ".3f") + "x"),
+        ("  bare engine vs bare hand loop", _fmt(summary["engine_bare_ratio"], ".3f") + "x"),
+        (
+            "  vs a hand loop clearing grads like the Engine",
+            _fmt(summary["engine_overhead_ratio_vs_grads_to_none_hand_loop"], ".3f") + "x",
+        ),
         ("BatchLoader vs torchvision DataLoader", _fmt(summary["loader_speedup"], ".0f") + "x"),
         ("legoml.nn import over torch", _fmt(summary["nn_import_overhead_ms"], ".1f") + " ms"),
         ("peak RSS of default training", _fmt(summary["peak_rss_mb"], ".0f") + " MB"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import math
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -248,6 +249,41 @@ def test_logging_callback_logs_run_epochs_steps_and_sink() -> None:
     assert [entry["global_step"] for entry in step_logs] == [2, 4, 6, 8]
     assert all(isinstance(entry["loss"], float) for entry in step_logs)
     assert [row[1:] for row in sink.rows] == [(4, 1), (8, 2)] and "train/loss" in sink.rows[0][0]
+
+
+def test_logging_callback_step_handler_lives_only_while_the_loop_runs() -> None:
+    # Per-step logging is a filtered handler attached at ENGINE_START: nothing runs per
+    # step without every_n_steps, and nothing is left on the engine after loop() ends.
+    context, batches = training()
+    quiet = Engine(make_supervised_train_step(), context, [LoggingCallback(logger=_null_logger())])
+    quiet.loop(batches)
+    assert quiet._compiled[Events.STEP_END] == ()
+    chatty = LoggingCallback(every_n_steps=3, logger=_null_logger())
+    engine = Engine(make_supervised_train_step(), context, [chatty])
+    seen: list[int] = []
+    engine.add_event_handler(
+        Events.STEP_END, lambda e, c: seen.append(len(e._compiled[Events.STEP_END]))
+    )
+    engine.loop(batches, max_epochs=2)
+    assert set(seen) == {2} and engine._entries[-1].event is Events.STEP_END
+    assert len(engine._entries) == 1  # only the test's own handler remains
+    with capture_logs() as logs:  # a second loop() attaches it again, once
+        engine.loop(batches, max_epochs=1)
+    assert [e["global_step"] for e in logs if e["event"] == "engine_step"] == [3]
+
+    def fail_at_2(e: Engine, b: Any, c: Context) -> Any:
+        if e.state.step == 2:
+            raise ValueError("stop")
+        return {"loss": torch.tensor(1.0)}
+
+    failing = Engine(fail_at_2, context, [LoggingCallback(every_n_steps=1, logger=_null_logger())])
+    with pytest.raises(ValueError):
+        failing.loop(batches)
+    assert failing._entries == []
+
+
+def _null_logger() -> Any:
+    return structlog.wrap_logger(structlog.ReturnLogger())
 
 
 def test_logging_callback_logs_failures_and_rejects_bad_interval() -> None:
@@ -511,6 +547,46 @@ def test_timer_writes_step_data_and_throughput() -> None:
     assert 0 < t["step"] < t["epoch"] and t["data"] >= 0
     assert t["samples_per_s"] == pytest.approx(8 * t["steps_per_s"])
     assert t["epoch"] <= t["total"]
+
+
+def test_timer_splits_step_time_from_data_time() -> None:
+    # A slow data source shows in "data", a slow step in "step"; samples count every batch
+    # (the last one is smaller) and a resumed epoch counts only its remaining steps.
+    class SlowData:
+        def __init__(self, sizes: list[int], wait: float) -> None:
+            self.sizes, self.wait = sizes, wait
+
+        def __len__(self) -> int:
+            return len(self.sizes)
+
+        def __iter__(self) -> Any:
+            for size in self.sizes:
+                time.sleep(self.wait)
+                yield (torch.zeros(size, 2), torch.zeros(size))
+
+    def slow_step(e: Engine, b: Any, c: Context) -> Any:
+        time.sleep(0.002)
+        return {"loss": None}
+
+    timer = TimerCallback()
+    state = Engine(slow_step, Context(torch.nn.Identity()), [timer]).loop(
+        SlowData([4, 4, 4, 1], wait=0.02)
+    )
+    t = state.timings
+    assert t["data"] >= 0.02 and 0.002 <= t["step"] < 0.02
+    assert t["samples_per_s"] * t["epoch"] == pytest.approx(13, rel=0.05)
+    assert t["steps_per_s"] * t["epoch"] == pytest.approx(4, rel=0.05)
+    engine = Engine(slow_step, Context(torch.nn.Identity()), [TimerCallback()])
+    engine.state.step = 3  # an epoch resumed after 3 steps: one step left
+    timer2 = engine.callbacks[0]
+    timer2.on_epoch_start(engine, engine.context)
+    timer2.on_step_start(engine, engine.context)
+    engine.state.step, engine.state.batch = 4, (torch.zeros(1, 2), torch.zeros(1))
+    timer2.on_step_end(engine, engine.context)
+    timer2.on_epoch_end(engine, engine.context)
+    resumed = engine.state.timings
+    assert resumed["samples_per_s"] == pytest.approx(resumed["steps_per_s"])  # 1 sample, 1 step
+    assert resumed["step"] > 0
 
 
 def test_metrics_callback_running_values_every_n_steps() -> None:

@@ -59,6 +59,34 @@ def test_train_step_matches_a_hand_written_loop_bit_for_bit() -> None:
     assert out.predictions.shape == (8, 3) and out.targets is batches[-1][1]
 
 
+def test_train_step_clears_grads_like_zero_grad_and_defers_to_overrides() -> None:
+    # The step sets .grad to None itself (zero_grad's profiler range is slow); an optimizer
+    # with its own zero_grad, or a running profiler, gets optimizer.zero_grad() instead.
+    calls: list[bool] = []
+
+    class CountingSGD(torch.optim.SGD):
+        def zero_grad(self, set_to_none: bool = True) -> None:
+            calls.append(set_to_none)
+            super().zero_grad(set_to_none)
+
+    model, context, batches = setup()
+    frozen = torch.nn.Parameter(torch.ones(2))  # in the optimizer, never gets a gradient
+    frozen.grad = torch.full((2,), 5.0)
+    context.optimizer = torch.optim.SGD([*model.parameters(), frozen], lr=0.1)
+    step = make_supervised_train_step()
+    Engine(step, context).loop(batches[:1])
+    assert frozen.grad is None and model.weight.grad is not None
+    context.optimizer = CountingSGD(model.parameters(), lr=0.1)
+    Engine(step, context).loop(batches[:2])
+    assert calls == [True, True]
+    calls.clear()
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        Engine(step, Context(model, torch.optim.SGD(model.parameters(), lr=0.1), F.cross_entropy)).loop(
+            batches[:1]
+        )
+    assert any("zero_grad" in event.name for event in prof.events())
+
+
 def test_grad_accumulation_equals_one_big_batch() -> None:
     model, context, batches = setup()
     big_model = copy.deepcopy(model)
@@ -221,6 +249,24 @@ def test_cpu_bf16_detection_from_cpuinfo(
     finally:
         device_module.cpu_supports_bf16.cache_clear()
     assert isinstance(cpu_supports_bf16(), bool)
+
+
+def test_default_prepare_passes_cpu_tensors_through_and_moves_the_rest() -> None:
+    from legoml.core.steps import _default_prepare
+
+    x, y = torch.zeros(2, 3), torch.zeros(2, dtype=torch.long)
+    inputs, targets = _default_prepare((x, y), CPU, True)
+    assert inputs is x and targets is y
+    nested = ({"a": x, "b": [x]}, y)
+    inputs, targets = _default_prepare(nested, CPU, True)
+    assert inputs["a"] is x and inputs["b"][0] is x and targets is y
+    meta = torch.device("meta")
+    inputs, targets = _default_prepare((x, y), meta, True)
+    assert inputs.device == meta and targets.device == meta
+    inputs, _ = _default_prepare(({"a": x}, y), meta, True)
+    assert inputs["a"].device == meta
+    with pytest.raises(EngineError, match="need \\(inputs, targets\\) batches"):
+        _default_prepare(x[0], CPU, True)
 
 
 def test_move_to_device_nested_and_no_copy_when_already_there() -> None:

@@ -208,9 +208,9 @@ def make_supervised_train_step(
             with torch.autocast(device_type=device.type, dtype=dtype):
                 outputs = model(inputs)
                 loss = loss_fn(outputs, targets)
-        scaled = loss if window == 1 else loss / window
+        scaled: Tensor = loss if window == 1 else loss / window
         scaler = context.scaler
-        (scaled if scaler is None else scaler.scale(scaled)).backward()
+        (scaled if scaler is None else scaler.scale(scaled)).backward()  # type: ignore[no-untyped-call]
         if last:
             if clip_grad_norm is not None:
                 if scaler is not None:
