@@ -23,7 +23,7 @@ ARGS ?=
 NPROC ?= 2
 
 .PHONY: help install test test-unit test-packaging test-reliability lint typecheck contracts \
-	train train-ddp eval bench dist data clean
+	train train-ddp eval bench bench-peers dist data clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -80,6 +80,18 @@ eval: $(STAMP) data ## evaluate the latest checkpoint (or CKPT=path)
 
 bench: $(STAMP) data ## run benchmarks/, write benchmarks/results/*.json, print a table
 	$(PY) benchmarks/run_all.py
+
+# Ignite and Lightning live only in this venv: never a dependency of any LegoML package.
+PEERS_VENV := .venv-peers
+$(PEERS_VENV)/.installed: $(PYPROJECTS)
+	@test -x $(PEERS_VENV)/bin/python || $(PYTHON) -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/python -m pip install -q --upgrade pip
+	$(PEERS_VENV)/bin/python -m pip install -q torch pytorch-ignite lightning \
+		-e packages/core -e packages/track
+	@touch $@
+
+bench-peers: $(PEERS_VENV)/.installed ## loop overhead of Ignite and Lightning beside LegoML (separate venv)
+	$(PEERS_VENV)/bin/python benchmarks/bench_peers.py
 
 dist: $(STAMP) ## build a wheel + sdist per distribution into dist/
 	@rm -rf dist
