@@ -118,8 +118,22 @@ def _run_lightning(
         num_sanity_val_steps=0,
         callbacks=[Hooks()],
     )
-    trainer.fit(Module(), train_dataloaders=batches)
+    # A plain list would be read as a list of data loaders: hand it over as one iterable.
+    trainer.fit(Module(), train_dataloaders=_OneLoader(batches))
     return f"lightning {lightning.__version__} Trainer.fit (no logger, bar or checkpoints)"
+
+
+class _OneLoader:
+    """The in-memory batches as a single re-iterable loader with a length."""
+
+    def __init__(self, batches: list[Any]) -> None:
+        self.batches = batches
+
+    def __iter__(self) -> Any:
+        return iter(self.batches)
+
+    def __len__(self) -> int:
+        return len(self.batches)
 
 
 _RUNNERS = {"legoml": _run_legoml, "ignite": _run_ignite, "lightning": _run_lightning}
