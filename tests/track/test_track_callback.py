@@ -46,7 +46,7 @@ def test_logs_loss_every_n_steps_and_metrics_per_epoch(tmp_path: Path) -> None:
     with run(root=tmp_path) as r:
         _drive(TrackingCallback(r, log_every_n_steps=5), steps=20, steps_per_epoch=10)
     rows = read_scalars(r.dir)
-    losses = [(row.step, row.epoch, row.value) for row in rows if row.name == "train/loss"]
+    losses = [(row.step, row.epoch, row.value) for row in rows if row.name == "train/step_loss"]
     assert losses == [
         (5, 1, pytest.approx(0.2)),
         (10, 1, pytest.approx(0.1)),
@@ -77,7 +77,7 @@ def test_options_and_odd_values(tmp_path: Path) -> None:
     assert [(row.name, row.value) for row in read_scalars(r.dir)] == [
         ("acc", 0.75),
         ("time/epoch", 1.5),
-        ("train/loss", 0.25),
+        ("train/step_loss", 0.25),
     ]
 
 
@@ -122,7 +122,7 @@ def test_accepts_any_scalar_sink() -> None:
             received.append((dict(values), step, epoch))
 
     _drive(TrackingCallback(Sink(), log_every_n_steps=2, lr_name=None), steps=2, steps_per_epoch=2)
-    assert received[0] == ({"train/loss": 0.5}, 2, 1)
+    assert received[0] == ({"train/step_loss": 0.5}, 2, 1)
 
 
 def test_with_the_real_engine(tmp_path: Path) -> None:
@@ -149,8 +149,32 @@ def test_with_the_real_engine(tmp_path: Path) -> None:
         engine = core.Engine(train_step, core.Context(model=model, optimizer=optimizer))
         engine.callbacks.append(TrackingCallback(r, log_every_n_steps=2))
         engine.loop(data, max_epochs=2)
-    losses = [(row.step, row.epoch) for row in read_scalars(r.dir) if row.name == "train/loss"]
+    losses = [(r.step, r.epoch) for r in read_scalars(r.dir) if r.name == "train/step_loss"]
     assert losses == [(2, 1), (4, 1), (6, 1), (8, 2), (10, 2), (12, 2)]
+
+
+def test_step_loss_and_epoch_mean_loss_stay_apart(tmp_path: Path) -> None:
+    """With MetricsCallback(loss=...) beside it, each (step, name) is logged once: the step
+    loss and the epoch's mean loss used to share "train/loss" on the epoch's last step."""
+    core = pytest.importorskip("legoml.core")
+    from legoml.metrics import MeanLoss
+
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 2)
+    context = core.Context(
+        model, torch.optim.SGD(model.parameters(), lr=0.05), torch.nn.functional.cross_entropy
+    )
+    data = [(torch.randn(8, 4), torch.randint(0, 2, (8,))) for _ in range(4)]
+    with run(root=tmp_path) as r:
+        core.Engine(
+            core.make_supervised_train_step(),
+            context,
+            [core.MetricsCallback(loss=MeanLoss()), TrackingCallback(r, log_every_n_steps=2)],
+        ).loop(data, max_epochs=2)
+    rows = [(row.step, row.name) for row in read_scalars(r.dir)]
+    assert len(rows) == len(set(rows))
+    assert [s for s, name in rows if name == "train/loss"] == [4, 8]
+    assert [s for s, name in rows if name == "train/step_loss"] == [2, 4, 6, 8]
 
 
 def test_core_checkpoints_round_trip_through_track(tmp_path: Path) -> None:

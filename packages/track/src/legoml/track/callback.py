@@ -34,7 +34,11 @@ def _number(value: Any) -> float | None:
 
 
 class TrackingCallback(Callback):
-    """Log ``train/loss`` (and learning rate) every N steps and all engine metrics per epoch.
+    """Log the step loss (and learning rate) every N steps and all engine metrics per epoch.
+
+    The step loss is ``train/step_loss``: ``train/loss`` is the epoch mean a
+    ``MetricsCallback(loss=...)`` puts in ``state.metrics``, and one name must not carry two
+    different series (both would land on the epoch's last step).
 
     ``run`` is a :class:`legoml.track.Run` or any ``legoml.core.ScalarSink``. Rows use the
     engine's ``global_step`` and ``epoch``. Under ``torch.distributed`` only rank 0 writes.
@@ -56,7 +60,7 @@ class TrackingCallback(Callback):
         run: ScalarSink,
         log_every_n_steps: int = 50,
         *,
-        loss_name: str = "train/loss",
+        loss_name: str = "train/step_loss",
         lr_name: str | None = "train/lr",
         log_epoch_metrics: bool = True,
         log_timings: bool = False,
