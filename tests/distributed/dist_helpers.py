@@ -141,6 +141,52 @@ def ddp_worker(rank: int, world: int, port: int, folder: str) -> None:
     os._exit(0)
 
 
+# ----------------------------------------------------------------- the app's sharded evaluation
+def evaluate_shard(rank: int, world: int) -> dict[str, Any]:
+    """The app's ``evaluate_split`` on the synthetic TEST_N split (batches of 16, no
+    padding), counting the examples this rank's model actually saw."""
+    from legoml.data import Split
+    from legoml_mnist.evaluator import evaluate_split
+    from legoml_mnist.nodes import LoaderNode, MetricsNode
+
+    images, labels = synthetic(TEST_N, seed=2)
+    model = tiny_model()
+    seen = [0]
+    model.register_forward_pre_hook(lambda module, args: seen.__setitem__(0, seen[0] + len(args[0])))
+    report = evaluate_split(
+        model,
+        Split(images=images, labels=labels),
+        loader=LoaderNode(eval_batch_size=16),
+        metrics=MetricsNode(num_classes=4),
+        device=torch.device("cpu"),
+        amp=None,
+        channels_last=False,
+        rank=rank,
+        world_size=world,
+    )
+    return {"metrics": report.metrics, "confusion": report.confusion, "seen": seen[0]}
+
+
+def eval_shard_worker(rank: int, world: int, port: int, folder: str) -> None:
+    """One rank of the sharded-evaluation test; writes ``eval-<rank>.pt``."""
+    from legoml.core import distributed_session
+
+    os.environ.update(
+        RANK=str(rank),
+        WORLD_SIZE=str(world),
+        LOCAL_RANK=str(rank),
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+    )
+    torch.set_num_threads(1)
+    with distributed_session(timeout=GLOO_TIMEOUT, device=torch.device("cpu")):
+        result = evaluate_shard(rank, world)
+    torch.save(result, Path(folder) / f"eval-{rank}.pt")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
 # ----------------------------------------------------------------- the CLI under torchrun
 def cli_env(**extra: str) -> dict[str, str]:
     env = dict(os.environ)

@@ -111,7 +111,8 @@ def build_dataloader(
     world_size: int = 1,
 ) -> BatchLoader:
     """An in-memory loader over ``split``: shuffled and augmented for training, plain and
-    in large batches for evaluation; sharded per rank when ``world_size > 1``."""
+    in large batches for evaluation; sharded per rank when ``world_size > 1`` (evaluation
+    shards are not padded: each example is counted once across the ranks)."""
     return BatchLoader(
         split.images,
         split.labels,
@@ -123,6 +124,7 @@ def build_dataloader(
         device=device,
         rank=rank,
         world_size=world_size,
+        even_shards=train,
         mean=node.collator.mean,
         std=node.collator.std,
     )

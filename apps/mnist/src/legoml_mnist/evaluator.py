@@ -94,7 +94,10 @@ def evaluate_model(
     channels_last: bool = False,
     progress: bool = False,
 ) -> EvalReport:
-    """Run ``model`` over ``data`` once and gather every test metric and the report."""
+    """Run ``model`` over ``data`` once and gather every test metric and the report.
+
+    Under torch.distributed every count is summed across ranks: give each rank its own
+    shard of the data (as :func:`evaluate_split` does), not the whole of it."""
     report = ClassificationReport(num_classes=num_classes)
     confusion = ConfusionMatrix(num_classes=num_classes)
     callbacks: list[Any] = [MetricsCallback(metrics=metrics, loss=MeanLoss(), prefix="test/")]
@@ -126,6 +129,10 @@ class _Update:
         for metric in self.metrics:
             metric.update(output.predictions, output.targets)
 
+    def on_epoch_end(self, engine: Engine, context: Context) -> None:
+        for metric in self.metrics:  # a no-op outside torch.distributed
+            metric.all_reduce()
+
 
 def evaluate_split(
     model: nn.Module,
@@ -137,12 +144,23 @@ def evaluate_split(
     amp: torch.dtype | None,
     channels_last: bool,
     progress: bool = False,
+    rank: int = 0,
+    world_size: int = 1,
 ) -> EvalReport:
     """:func:`evaluate_model` over a whole split, in evaluation batches, with the
-    experiment's metrics."""
+    experiment's metrics. Under torch.distributed each of ``world_size`` ranks evaluates its
+    own shard and the counts are summed across ranks, so every rank gets the whole split's
+    figures for 1/world_size of the work."""
+    if len(split) < world_size:
+        raise AppError(
+            f"the evaluation split has {len(split)} examples, fewer than the {world_size} "
+            "ranks evaluating it: evaluate more examples (raise --limit-test) or use fewer ranks"
+        )
     return evaluate_model(
         model,
-        build_dataloader(split, loader, train=False, device=device),
+        build_dataloader(
+            split, loader, train=False, device=device, rank=rank, world_size=world_size
+        ),
         device=device,
         metrics=build_metrics(metrics),
         num_classes=metrics.num_classes,

@@ -215,6 +215,8 @@ class ImageClassificationTrainer:
             amp=amp,
             channels_last=node.channels_last,
             progress=node.progress and tracker is not None,
+            rank=get_rank(),  # each rank evaluates its shard; the counts are summed
+            world_size=get_world_size(),
         )
         final = {"test/accuracy": report.metrics["test/accuracy"], "test/loss": report.metrics["test/loss"]}
         if tracker is not None:
