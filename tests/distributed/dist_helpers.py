@@ -117,10 +117,8 @@ def train_and_eval(rank: int, world: int, folder: Path) -> dict[str, Any]:
     }
 
 
-def ddp_worker(rank: int, world: int, port: int, folder: str) -> None:
-    """One rank of the 2-process gloo test; writes ``result-<rank>.pt``."""
-    from legoml.core import distributed_session
-
+def join_as_rank(rank: int, world: int, port: int) -> None:
+    """The environment torchrun would give rank ``rank`` of ``world`` (one thread each)."""
     os.environ.update(
         RANK=str(rank),
         WORLD_SIZE=str(world),
@@ -129,16 +127,27 @@ def ddp_worker(rank: int, world: int, port: int, folder: str) -> None:
         MASTER_PORT=str(port),
     )
     torch.set_num_threads(1)
+
+
+def exit_without_teardown() -> None:
+    """Skip interpreter teardown (see legoml_mnist.distributed.exit_process): gloo threads
+    kept alive by DDP can abort the process during Python's finalization."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
+def ddp_worker(rank: int, world: int, port: int, folder: str) -> None:
+    """One rank of the 2-process gloo test; writes ``result-<rank>.pt``."""
+    from legoml.core import distributed_session
+
+    join_as_rank(rank, world, port)
     out = Path(folder) / f"rank{rank}"
     out.mkdir(parents=True, exist_ok=True)
     with distributed_session(timeout=GLOO_TIMEOUT, device=torch.device("cpu")):
         result = train_and_eval(rank, world, Path(folder))
     torch.save(result, out / "result.pt")
-    # Skip interpreter teardown (see legoml_mnist.distributed.exit_process): gloo threads
-    # kept alive by DDP can abort the process during Python's finalization.
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)
+    exit_without_teardown()
 
 
 # ----------------------------------------------------------------- the app's sharded evaluation
@@ -171,20 +180,11 @@ def eval_shard_worker(rank: int, world: int, port: int, folder: str) -> None:
     """One rank of the sharded-evaluation test; writes ``eval-<rank>.pt``."""
     from legoml.core import distributed_session
 
-    os.environ.update(
-        RANK=str(rank),
-        WORLD_SIZE=str(world),
-        LOCAL_RANK=str(rank),
-        MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(port),
-    )
-    torch.set_num_threads(1)
+    join_as_rank(rank, world, port)
     with distributed_session(timeout=GLOO_TIMEOUT, device=torch.device("cpu")):
         result = evaluate_shard(rank, world)
     torch.save(result, Path(folder) / f"eval-{rank}.pt")
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)
+    exit_without_teardown()
 
 
 # ----------------------------------------------------------------- the CLI under torchrun
