@@ -16,7 +16,7 @@ from torch import Tensor
 from torch.nn.parallel import DistributedDataParallel
 
 from legoml.core.context import Context
-from legoml.core.device import cpu_supports_bf16, move_to_device
+from legoml.core.device import _CPU, cpu_supports_bf16, move_to_device
 from legoml.core.errors import EngineError
 from legoml.core.step_output import SupervisedStepOutput
 
@@ -59,9 +59,6 @@ def resolve_amp_dtype(amp: AmpSetting, device: torch.device) -> torch.dtype | No
         )
     assert isinstance(amp, torch.dtype)
     return amp
-
-
-_CPU = torch.device("cpu")
 
 
 def _default_prepare(batch: Any, device: torch.device, non_blocking: bool) -> tuple[Any, Tensor]:
@@ -176,8 +173,8 @@ def make_supervised_train_step(
     prepare = prepare_batch or _default_prepare
     accum = grad_accum_steps
 
-    # One flat function for the hot path: on a tiny CPU model every extra Python call
-    # costs about a percent. `window`, `first` and `last` place the step in an
+    # One flat function for the hot path: on a tiny CPU model, splitting it into helpers
+    # cost ~1.4 us per ~250 us step. `window`, `first` and `last` place the step in an
     # accumulation window; the defaults are a plain step.
     def train_step(
         engine: Engine,

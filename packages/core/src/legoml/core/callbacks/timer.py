@@ -20,8 +20,8 @@ class TimerCallback(Callback):
 
     ``step`` (mean seconds inside the step, STEP_START to STEP_END), ``data`` (mean
     seconds per step outside it: waiting for the next batch plus the loop's own work),
-    ``samples_per_s`` and ``steps_per_s`` (over the whole epoch). Two clock reads per step
-    and nothing else: ``data`` is derived at EPOCH_END. On GPU, step times are launch times
+    ``samples_per_s`` and ``steps_per_s`` (over the whole epoch). Per step it reads the
+    clock twice and the batch size once; ``data`` is derived at EPOCH_END. On GPU, step times are launch times
     unless the step synchronises.
 
     Example:
