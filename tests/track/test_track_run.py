@@ -344,6 +344,22 @@ def test_tensorboard_sink_mirrors_scalars(root: Path, monkeypatch: pytest.Monkey
     assert [row.value for row in read_scalars(r.dir)] == [0.5]
 
 
+def test_tensorboard_event_files_hold_the_scalars(root: Path) -> None:
+    """The real writer: TensorBoard's own reader finds every logged value in the run."""
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    with run("tb", root=root, tensorboard=True) as r:
+        for step in (1, 2, 3):
+            r.log_scalars({"train/loss": 1.0 / step, "train/lr": 0.1}, step=step, epoch=1)
+    accumulator = EventAccumulator(str(r.dir / "tensorboard"))
+    accumulator.Reload()
+    assert set(accumulator.Tags()["scalars"]) == {"train/loss", "train/lr"}
+    losses = [(e.step, e.value) for e in accumulator.Scalars("train/loss")]
+    assert losses == [(1, 1.0), (2, 0.5), (3, pytest.approx(1 / 3))]
+    assert [row.value for row in read_scalars(r.dir)][:2] == [1.0, 0.1]  # the CSV as well
+
+
 def test_import_and_cli_listing_stay_light(root: Path) -> None:
     import subprocess
     import sys
