@@ -144,3 +144,26 @@ def test_resume_resolves_a_run_directory_to_its_latest_checkpoint(tmp_path: Path
     assert shared_checkpoint(tmp_path / "missing") == tmp_path / "missing"
     (tmp_path / "empty").mkdir()
     assert shared_checkpoint(tmp_path / "empty") == tmp_path / "empty"
+
+
+def test_a_failing_rank_ignores_sigterm_until_it_has_reported() -> None:
+    """torchrun's SIGTERM reached a rank between leaving the training block and printing
+    its one-line error, and the restored default action killed it silently (exit -15).
+    A failing rank now ignores SIGTERM from there on; a rank that finished restores the
+    previous handler, and inside the block SIGTERM is an error."""
+    import os
+    import signal
+
+    from legoml_mnist.distributed import _sigterm_raises
+
+    before = signal.getsignal(signal.SIGTERM)
+    try:
+        with _sigterm_raises():
+            assert signal.getsignal(signal.SIGTERM) not in (before, signal.SIG_IGN)
+        assert signal.getsignal(signal.SIGTERM) is before
+        with pytest.raises(RankFailureError, match="stopped by SIGTERM"), _sigterm_raises():
+            os.kill(os.getpid(), signal.SIGTERM)  # the handler raises at the next bytecode
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_IGN
+        os.kill(os.getpid(), signal.SIGTERM)  # ignored: this test process lives on
+    finally:
+        signal.signal(signal.SIGTERM, before)

@@ -197,7 +197,12 @@ def _sigterm_raises() -> Iterator[None]:
         )
 
     previous = signal.signal(signal.SIGTERM, handler)
+    failed = True
     try:
         yield
+        failed = False
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        # A failing rank is about to print its one-line error and exit. torchrun sends
+        # SIGTERM as soon as it sees another rank die; with the default action restored
+        # here, that signal killed the process before its error line was written.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN if failed else previous)
