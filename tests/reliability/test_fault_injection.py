@@ -32,6 +32,7 @@ from legoml.core import (
 from legoml.metrics import MeanLoss
 from legoml.track import (
     CheckpointError,
+    Run,
     TrackError,
     TrackingCallback,
     find_latest_checkpoint,
@@ -302,16 +303,8 @@ def test_seeded_write_fault_anywhere_in_the_run_directory(tmp_path: Path, seed: 
     after = rng.randint(0, 60)
     tracker = run("sweep", root=tmp_path)
     engine, _ = _training(tracker, tracker.checkpoints_dir)
-    failure: BaseException | None = None
-    with FailingWrites(tracker.dir, code, where=where, after=after) as faults:
-        try:
-            engine.loop(_data(), max_epochs=3)
-        except (TrackError, OSError) as exc:
-            failure = exc
-    try:
-        tracker.close(failure)
-    except OSError:
-        pass
+    faults = FailingWrites(tracker.dir, code, where=where, after=after)
+    failure = _train_under(faults, engine, tracker)
     if failure is None:
         assert faults.hits == 0 or where == "fsync", f"a failed {where} went unnoticed"
         return
@@ -321,6 +314,23 @@ def test_seeded_write_fault_anywhere_in_the_run_directory(tmp_path: Path, seed: 
     if find_latest_checkpoint(tracker.checkpoints_dir) is None:
         return  # it failed before the first checkpoint: nothing to resume
     _resume_and_finish(tracker.dir)
+
+
+def _train_under(
+    faults: FailingWrites | FullDisk, engine: Engine, tracker: Run
+) -> BaseException | None:
+    """Three epochs with ``faults`` injected, then close the run; the error, if any."""
+    failure: BaseException | None = None
+    with faults:
+        try:
+            engine.loop(_data(), max_epochs=3)
+        except (TrackError, OSError) as exc:
+            failure = exc
+    try:
+        tracker.close(failure)
+    except OSError:
+        pass
+    return failure
 
 
 @pytest.mark.slow
@@ -333,16 +343,7 @@ def test_seeded_full_disk_sizes(tmp_path: Path, seed: int) -> None:
     free = int(size * random.Random(seed).uniform(0.2, 6.0))
     tracker = run("disk", root=tmp_path)
     engine, _ = _training(tracker, tracker.checkpoints_dir)
-    failure: BaseException | None = None
-    with FullDisk(tracker.dir, free_bytes=free):
-        try:
-            engine.loop(_data(), max_epochs=3)
-        except (TrackError, OSError) as exc:
-            failure = exc
-    try:
-        tracker.close(failure)
-    except OSError:
-        pass
+    failure = _train_under(FullDisk(tracker.dir, free_bytes=free), engine, tracker)
     assert failure is not None, "the disk never filled"
     assert os.strerror(errno.ENOSPC) in one_line(failure)
     assert leftovers(tracker.checkpoints_dir) == []
