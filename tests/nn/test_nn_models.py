@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 import legoml.nn as L
+from legoml.nn import ConfigError, ConvAutoencoderNode, Node
 
 
 def _params(module: nn.Module) -> int:
@@ -253,3 +254,43 @@ def test_tinycnn_stem_stride_and_pool_first_shapes_and_order() -> None:
     assert first.conv.stride == (2, 2) and not hasattr(first, "pool")
     assert list(second._modules) == ["conv", "pool", "norm", "act"]
     assert sum(p.numel() for p in model.parameters()) == 98_554
+
+
+# -- ConvAutoencoderNode ---------------------------------------------------------------
+
+
+def test_conv_autoencoder_reconstructs_the_input_shape_and_returns_its_code() -> None:
+    node = ConvAutoencoderNode(in_channels=3, input_size=(32, 16), channels=(8, 16), latent=5)
+    reconstruction, code = node.build()(torch.rand(4, 3, 32, 16))
+    assert reconstruction.shape == (4, 3, 32, 16)
+    assert code.shape == (4, 5)
+    assert 0.0 <= float(reconstruction.min()) and float(reconstruction.max()) <= 1.0  # sigmoid
+
+
+def test_conv_autoencoder_without_sigmoid_or_norm_round_trips() -> None:
+    node = ConvAutoencoderNode(channels=(4,), batch_norm=False, sigmoid=False)
+    model = node.build()
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    assert not any(isinstance(m, torch.nn.Sigmoid) for m in model.modules())
+    assert Node.from_dict(node.to_dict()) == node
+
+
+def test_conv_autoencoder_refuses_a_size_its_stages_cannot_halve() -> None:
+    with pytest.raises(ConfigError, match=r"input_size.*not divisible by 2\*\*3=8"):
+        ConvAutoencoderNode(input_size=(28, 28), channels=(8, 8, 8))
+
+
+def test_conv_autoencoder_learns_a_batch() -> None:
+    torch.manual_seed(0)
+    model = ConvAutoencoderNode(channels=(8, 16), latent=16).build()
+    images = torch.rand(2, 1, 28, 28)[torch.arange(16) % 2]  # two patterns to learn
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(40):
+        reconstruction, _ = model(images)
+        loss = torch.nn.functional.mse_loss(reconstruction, images)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss))
+    assert losses[-1] < 0.5 * losses[0]

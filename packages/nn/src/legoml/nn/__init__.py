@@ -38,7 +38,7 @@ from legoml.nn.blocks import (
     TanhNode,
 )
 from legoml.nn.errors import BuildError, ConfigError, NNError
-from legoml.nn.models import EncoderNode, MLPNode, TinyCNNNode
+from legoml.nn.models import ConvAutoencoderNode, EncoderNode, MLPNode, TinyCNNNode
 from legoml.nn.node import (
     FORMAT_VERSION,
     ModuleNode,
@@ -71,6 +71,7 @@ __all__ = [
     "BuildError",
     "Check",
     "ConfigError",
+    "ConvAutoencoderNode",
     "ConvBlockNode",
     "CosineNode",
     "DropoutNode",

@@ -1,7 +1,8 @@
-"""Model nodes: ``MLPNode``, ``EncoderNode``, ``TinyCNNNode``."""
+"""Model nodes: ``MLPNode``, ``EncoderNode``, ``TinyCNNNode``, ``ConvAutoencoderNode``."""
 
+from legoml.nn.models.autoencoder import ConvAutoencoder, ConvAutoencoderNode
 from legoml.nn.models.encoder import EncoderNode
 from legoml.nn.models.mlp import MLPNode
 from legoml.nn.models.tinycnn import TinyCNNNode
 
-__all__ = ["EncoderNode", "MLPNode", "TinyCNNNode"]
+__all__ = ["ConvAutoencoder", "ConvAutoencoderNode", "EncoderNode", "MLPNode", "TinyCNNNode"]
