@@ -15,6 +15,7 @@ MODULES = [
     "legoml.metrics.collection",
     "legoml.metrics.functional",
     "legoml.metrics.loss",
+    "legoml.metrics.regression",
     "legoml.metrics.report",
 ]
 

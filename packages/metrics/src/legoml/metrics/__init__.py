@@ -1,4 +1,4 @@
-"""legoml-metrics: exact, mergeable, rank-reducible classification metrics (torch only)."""
+"""legoml-metrics: exact, mergeable, rank-reducible classification and regression metrics (torch only)."""
 
 from legoml.metrics import functional
 from legoml.metrics.classification import (
@@ -13,6 +13,7 @@ from legoml.metrics.collection import MetricCollection
 from legoml.metrics.errors import MetricError, MetricInputError, MetricStateError
 from legoml.metrics.loss import MeanLoss
 from legoml.metrics.metric import Metric, Reduction
+from legoml.metrics.regression import MeanAbsoluteError, MeanSquaredError
 from legoml.metrics.report import ClassificationReport
 
 __all__ = [
@@ -22,7 +23,9 @@ __all__ = [
     "ClassificationReport",
     "ConfusionMatrix",
     "F1Score",
+    "MeanAbsoluteError",
     "MeanLoss",
+    "MeanSquaredError",
     "Metric",
     "MetricCollection",
     "MetricError",
