@@ -12,10 +12,14 @@ DISTRIBUTIONS := packages/core packages/nn packages/data packages/metrics packag
 EDITABLES := -e packages/core -e packages/nn -e packages/data -e packages/metrics \
 	-e 'packages/track[plot]' -e apps/mnist
 
-# Offline machines: use the shared MNIST mirror when it sits beside the checkout.
+# Offline machines: use the shared MNIST and Fashion-MNIST mirrors when they sit beside the checkout.
 SHARED_MNIST := $(abspath ../shared/datasets/mnist)
 ifneq ($(wildcard $(SHARED_MNIST)/SHA256SUMS.raw),)
 export LEGOML_MNIST_MIRROR ?= $(SHARED_MNIST)
+endif
+SHARED_FASHION_MNIST := $(abspath ../shared/datasets/fashion-mnist)
+ifneq ($(wildcard $(SHARED_FASHION_MNIST)/SHA256SUMS.raw),)
+export LEGOML_FASHION_MNIST_MIRROR ?= $(SHARED_FASHION_MNIST)
 endif
 
 PYTEST_ARGS ?=
@@ -38,8 +42,8 @@ install: ## create/refresh .venv: every distribution editable + dev tools
 	@rm -f $(STAMP)
 	@$(MAKE) --no-print-directory $(STAMP)
 
-data: $(STAMP) ## prepare verified MNIST under data/
-	$(PY) -m legoml.data
+data: $(STAMP) ## prepare verified MNIST and Fashion-MNIST under data/
+	$(PY) -m legoml.data --all
 
 test: $(STAMP) data ## unit + integration tests, mypy --strict, import contracts, ruff
 	$(PY) -m pytest -m "not slow and not packaging" $(PYTEST_ARGS)

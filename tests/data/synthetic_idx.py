@@ -51,12 +51,23 @@ class Tiny:
         return target
 
 
-def make_tiny(folder: Path, n_train: int = 12, n_test: int = 5, seed: int = 0) -> Tiny:
+TINY_CLASSES = tuple(f"class-{k}" for k in range(10))
+TINY_MEAN, TINY_STD = (0.5,), (0.25,)
+
+
+def make_tiny(
+    folder: Path,
+    n_train: int = 12,
+    n_test: int = 5,
+    seed: int = 0,
+    size: tuple[int, int] = (28, 28),
+) -> Tiny:
+    """Four random IDX files of ``size`` (H, W) images, described as the dataset "tiny"."""
     generator = torch.Generator().manual_seed(seed)
     tensors = {
-        "train-images-idx3-ubyte": torch.randint(0, 256, (n_train, 28, 28), generator=generator),
+        "train-images-idx3-ubyte": torch.randint(0, 256, (n_train, *size), generator=generator),
         "train-labels-idx1-ubyte": torch.randint(0, 10, (n_train,), generator=generator),
-        "t10k-images-idx3-ubyte": torch.randint(0, 256, (n_test, 28, 28), generator=generator),
+        "t10k-images-idx3-ubyte": torch.randint(0, 256, (n_test, *size), generator=generator),
         "t10k-labels-idx1-ubyte": torch.randint(0, 10, (n_test,), generator=generator),
     }
     folder.mkdir(parents=True, exist_ok=True)
@@ -68,6 +79,10 @@ def make_tiny(folder: Path, n_train: int = 12, n_test: int = 5, seed: int = 0) -
         splits=MNIST.splits,
         sha256={name: sha256(payload) for name, payload in raw.items()},
         urls=(),
+        classes=TINY_CLASSES,
+        image_shape=(1, *size),
+        mean=TINY_MEAN,
+        std=TINY_STD,
     )
     return Tiny(
         mirror=folder,

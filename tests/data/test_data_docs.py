@@ -12,7 +12,9 @@ import pytest
 README = Path(__file__).resolve().parents[2] / "packages" / "data" / "README.md"
 MODULES = [
     "legoml.data.batches",
+    "legoml.data.datasets",
     "legoml.data.loader",
+    "legoml.data.normalize",
     "legoml.data.splits",
     "legoml.data.transforms",
 ]

@@ -10,13 +10,25 @@ import torch
 from torch import Tensor
 
 from legoml.data import (
+    MNIST,
     BatchLoader,
+    BatchTransform,
     Compose,
     DataConfigError,
     RandomAffine,
     RandomShift,
     Split,
+    normalize_images,
 )
+
+MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
+
+
+def old_default(images: Tensor) -> Tensor:
+    """What BatchLoader yielded before its defaults became (0, 1): MNIST statistics."""
+    if images.ndim == 3:
+        images = images.unsqueeze(1)
+    return images.to(torch.float32).mul_(1.0 / (255.0 * MNIST_STD)).sub_(MNIST_MEAN / MNIST_STD)
 
 
 def ids_split(n: int) -> Split:
@@ -166,7 +178,7 @@ TRANSFORMS = [None, RandomShift(2), RandomAffine(15.0), Compose(RandomShift(1), 
 @pytest.mark.parametrize("transform", TRANSFORMS, ids=repr)
 @pytest.mark.parametrize(("rank", "world"), [(0, 1), (1, 3)])
 def test_resume_mid_epoch_yields_exactly_the_remaining_batches(
-    transform: object, rank: int, world: int
+    transform: BatchTransform | None, rank: int, world: int
 ) -> None:
     split = Split(torch.randint(0, 256, (45, 28, 28), dtype=torch.uint8), torch.arange(45))
 
@@ -178,7 +190,7 @@ def test_resume_mid_epoch_yields_exactly_the_remaining_batches(
             seed=9,
             transform=transform,
             rank=rank,
-            world_size=world,  # type: ignore[arg-type]
+            world_size=world,
         )
 
     reference = make()
@@ -248,7 +260,9 @@ def test_state_that_does_not_fit_is_refused() -> None:
 def test_batches_are_normalized_float_images_with_int64_labels() -> None:
     images = torch.tensor([0, 255, 128], dtype=torch.uint8)[:, None, None].expand(3, 28, 28)
     labels = torch.tensor([1, 2, 3], dtype=torch.int32)
-    loader = BatchLoader(images.contiguous(), labels, 3, shuffle=False, device="cpu")
+    loader = BatchLoader(
+        images.contiguous(), labels, 3, shuffle=False, device="cpu", mean=0.1307, std=0.3081
+    )
     x, y = next(iter(loader))
     assert x.shape == (3, 1, 28, 28) and x.dtype == torch.float32 and x.device.type == "cpu"
     assert y.dtype == torch.int64 and y.tolist() == [1, 2, 3]
@@ -256,14 +270,81 @@ def test_batches_are_normalized_float_images_with_int64_labels() -> None:
     assert torch.allclose(x[:, 0, 0, 0], expected, atol=1e-6)
 
 
+def test_default_normalization_only_scales_to_unit_range() -> None:
+    images = torch.tensor([0, 255, 51], dtype=torch.uint8)[:, None, None].expand(3, 5, 7)
+    loader = BatchLoader(images.contiguous(), torch.arange(3), 3, shuffle=False)
+    x, _ = next(iter(loader))
+    assert x.shape == (3, 1, 5, 7) and x[:, 0, 0, 0].tolist()[:2] == [0.0, 1.0]
+    assert torch.allclose(x[:, 0, 0, 0], torch.tensor([0.0, 1.0, 0.2]), atol=1e-7)
+    assert (loader.mean, loader.std) == ((0.0,), (1.0,))
+
+
+@pytest.mark.parametrize("transform", [None, RandomShift(2), RandomAffine(10.0)], ids=repr)
+def test_from_split_with_mnist_facts_is_bit_identical_to_the_old_default(
+    transform: BatchTransform | None,
+) -> None:
+    images = torch.randint(0, 256, (40, 28, 28), dtype=torch.uint8)
+    split = Split(images, torch.arange(40), mean=MNIST.mean, std=MNIST.std)
+    loader = BatchLoader.from_split(split, 16, seed=3, transform=transform)
+    unit = BatchLoader(images, torch.arange(40), 16, seed=3, transform=transform)
+    for (x, y), (u, _) in zip(loader, unit, strict=True):
+        if transform is None:
+            assert torch.equal(x, old_default(images[y]))
+        else:  # the old augmented path: float pixels in [0, 1], then (x - mean) / std
+            assert torch.equal(x, torch.sub(u, MNIST_MEAN).div_(MNIST_STD))
+
+
+def test_from_split_uses_the_split_statistics_unless_overridden() -> None:
+    images = torch.full((4, 3, 6, 6), 255, dtype=torch.uint8)
+    split = Split(images, torch.arange(4), mean=(0.5, 0.0, 1.0), std=(0.5,))
+    x, _ = next(iter(BatchLoader.from_split(split, 4)))
+    assert x[:, :, 0, 0].tolist() == [[1.0, 2.0, 0.0]] * 4
+    x, _ = next(iter(BatchLoader.from_split(split, 4, mean=0.0, std=1.0)))
+    assert torch.all(x == 1.0)
+    assert BatchLoader.from_split(Split(images, torch.arange(4)), 2).mean == (0.0,)
+
+
+@pytest.mark.parametrize("transform", [None, RandomShift(1)], ids=repr)
+def test_per_channel_normalization_matches_the_scalar_path_channel_by_channel(
+    transform: BatchTransform | None,
+) -> None:
+    images = torch.randint(0, 256, (10, 3, 32, 32), dtype=torch.uint8)
+    mean, std = (0.1, 0.2, 0.3), (0.5, 0.6, 0.7)
+    labels = torch.arange(10)
+    loader = BatchLoader(images, labels, 4, seed=1, mean=mean, std=std, transform=transform)
+    unit = BatchLoader(images, labels, 4, seed=1, transform=transform)
+    for (x, y), (u, _) in zip(loader, unit, strict=True):
+        assert x.shape == (len(y), 3, 32, 32)
+        for c in range(3):
+            if transform is None:
+                reference = normalize_images(images[y][:, c], mean[c], std[c])[:, 0]
+            else:
+                reference = torch.sub(u[:, c], mean[c]).div_(std[c])
+            assert torch.equal(x[:, c], reference)
+
+
+def test_equal_channel_statistics_take_the_scalar_path() -> None:
+    images = torch.randint(0, 256, (6, 3, 5, 5), dtype=torch.uint8)
+    per_channel = BatchLoader(images, torch.arange(6), 6, shuffle=False, mean=[0.4] * 3, std=0.2)
+    scalar = BatchLoader(images, torch.arange(6), 6, shuffle=False, mean=0.4, std=(0.2,))
+    assert torch.equal(next(iter(per_channel))[0], next(iter(scalar))[0])
+
+
 def test_matches_torchvision_to_tensor_and_normalize() -> None:
     transforms = pytest.importorskip("torchvision.transforms")
     images = torch.randint(0, 256, (6, 28, 28), dtype=torch.uint8)
-    x, _ = next(iter(BatchLoader(images, torch.zeros(6, dtype=torch.int64), 6, shuffle=False)))
+    labels = torch.zeros(6, dtype=torch.int64)
+    x, _ = next(iter(BatchLoader(images, labels, 6, shuffle=False, mean=0.1307, std=0.3081)))
     pipeline = transforms.Compose(
         [transforms.ToTensor(), transforms.Normalize((0.1307,), (0.3081,))]
     )
     reference = torch.stack([pipeline(img.numpy()) for img in images])
+    assert torch.allclose(x, reference, atol=1e-5)
+    rgb = torch.randint(0, 256, (4, 3, 9, 11), dtype=torch.uint8)
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    x, _ = next(iter(BatchLoader(rgb, labels[:4], 4, shuffle=False, mean=mean, std=std)))
+    pipeline = transforms.Compose([transforms.ToTensor(), transforms.Normalize(mean, std)])
+    reference = torch.stack([pipeline(img.permute(1, 2, 0).numpy()) for img in rgb])
     assert torch.allclose(x, reference, atol=1e-5)
 
 
@@ -299,6 +380,14 @@ def test_cuda_device_when_available() -> None:
     x, y = next(iter(loader))
     assert x.is_cuda and y.is_cuda and loader.images.is_cuda
     assert loader.images.dtype == torch.uint8
+    rgb = torch.randint(0, 256, (9, 3, 32, 32), dtype=torch.uint8)
+    mean, std = (0.1, 0.2, 0.3), (0.5, 0.6, 0.7)
+    for transform in (None, RandomShift(1)):
+        on_gpu = BatchLoader(rgb, torch.arange(9), 4, device="cuda", mean=mean, std=std,
+                             transform=transform)  # fmt: skip
+        on_cpu = BatchLoader(rgb, torch.arange(9), 4, mean=mean, std=std, transform=transform)
+        for (a, _), (b, _) in zip(on_gpu, on_cpu, strict=True):
+            assert a.is_cuda and torch.allclose(a.cpu(), b, atol=1e-5)
 
 
 @pytest.mark.parametrize(
@@ -311,7 +400,17 @@ def test_cuda_device_when_available() -> None:
         ({"batch_size": 0}, "batch_size"),
         ({"rank": 2, "world_size": 2}, "rank < world_size"),
         ({"world_size": 0}, "rank < world_size"),
-        ({"std": 0.0}, "std"),
+        ({"std": 0.0}, "std must be > 0"),
+        ({"std": (1.0, -0.5, 1.0), "images": torch.zeros(4, 3, 2, 2, dtype=torch.uint8)}, "std"),
+        ({"mean": (0.1, 0.2)}, "mean has 2 values for 1-channel images"),
+        (
+            {"mean": (0.1, 0.2), "images": torch.zeros(4, 3, 2, 2, dtype=torch.uint8)},
+            "pass one value or 3",
+        ),
+        ({"std": ()}, "std has 0 values"),
+        ({"mean": float("nan")}, "finite"),
+        ({"mean": "0.5"}, "number or a sequence"),
+        ({"std": (1.0, True)}, "numbers only"),
         (
             {
                 "images": torch.zeros(0, 28, 28, dtype=torch.uint8),
@@ -345,3 +444,14 @@ def test_from_split_and_repr() -> None:
     loader = BatchLoader.from_split(ids_split(10), 4, shuffle=False, seed=1)
     assert len(loader) == 3 and loader.num_examples == 10
     assert "batch_size=4" in repr(loader) and "seed=1" in repr(loader)
+    assert "mean=(0.0,)" in repr(loader)
+
+
+def test_any_image_size_and_channel_count() -> None:
+    for shape in [(7, 1, 5, 9), (7, 3, 32, 32), (7, 4, 2, 3), (7, 13, 17)]:
+        images = torch.randint(0, 256, shape, dtype=torch.uint8)
+        loader = BatchLoader(images, torch.arange(7), 3, transform=RandomShift(1))
+        batches = list(loader)
+        channels = shape[1] if len(shape) == 4 else 1
+        assert [tuple(x.shape) for x, _ in batches][0] == (3, channels, *shape[-2:])
+        assert sorted(torch.cat([y for _, y in batches]).tolist()) == list(range(7))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -25,7 +26,7 @@ def with_checksum(tiny: Tiny, name: str, content: bytes) -> IdxDataset:
     """The tiny dataset, but expecting ``content`` for ``name`` (to reach the IDX parser)."""
     sums = dict(tiny.dataset.sha256)
     sums[name] = sha256(content)
-    return IdxDataset(tiny.dataset.name, tiny.dataset.splits, sums, tiny.dataset.urls)
+    return dataclasses.replace(tiny.dataset, sha256=sums)
 
 
 def test_copies_from_a_mirror_directory_and_loads(tiny: Tiny, tmp_path: Path) -> None:

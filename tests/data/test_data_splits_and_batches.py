@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections import OrderedDict, namedtuple
 from dataclasses import dataclass
 
@@ -53,6 +54,36 @@ def test_train_val_split_edges() -> None:
             train_val_split(data, val_size=bad)
 
 
+def test_views_keep_the_split_facts() -> None:
+    data = Split(
+        torch.zeros(10, 3, 4, 4, dtype=torch.uint8),
+        torch.arange(10),
+        mean=(0.1, 0.2, 0.3),
+        std=(0.5,),
+        classes=tuple("abcdefghij"),
+    )
+    train, val = train_val_split(data, val_size=3, seed=0)
+    for view in (train, val, limit(data, 4), subset(data, torch.tensor([1, 5]))):
+        assert (view.mean, view.std, view.classes) == (data.mean, data.std, data.classes)
+        assert view.images.shape[1:] == (3, 4, 4)
+
+
+def test_split_defaults_and_validation() -> None:
+    plain = Split(torch.zeros(2, 4, 4, dtype=torch.uint8), torch.arange(2))
+    assert (plain.mean, plain.std, plain.classes) == ((0.0,), (1.0,), ())
+    with pytest.raises(DataConfigError, match="Split mean has 3 values for 1-channel images"):
+        Split(plain.images, plain.labels, mean=(0.1, 0.2, 0.3))
+    with pytest.raises(DataConfigError, match="Split std must be > 0"):
+        Split(plain.images, plain.labels, std=(0.0,))
+
+
+def test_split_is_still_importable_from_its_old_home() -> None:
+    from legoml.data.mnist import Split as OldSplit
+    from legoml.data.splits import Split as NewSplit
+
+    assert OldSplit is NewSplit is Split
+
+
 def test_limit_and_subset() -> None:
     data = ids_split(10)
     assert limit(data, 3).labels.tolist() == [0, 1, 2]
@@ -92,12 +123,12 @@ def test_move_to_device_walks_nested_batches() -> None:
     assert batch["list"][0].device.type == "cpu", "the input is left as it was"
 
 
-def test_collate_images_matches_the_batch_loader() -> None:
+@pytest.mark.parametrize(("mean", "std"), [(0.0, 1.0), (0.1307, 0.3081)])
+def test_collate_images_matches_the_batch_loader(mean: float, std: float) -> None:
     data = ids_split(10)
-    loader = DataLoader(
-        TensorDataset(data.images, data.labels), batch_size=4, collate_fn=collate_images
-    )
-    ours = BatchLoader(data.images, data.labels, 4, shuffle=False)
+    collate = functools.partial(collate_images, mean=mean, std=std)
+    loader = DataLoader(TensorDataset(data.images, data.labels), batch_size=4, collate_fn=collate)
+    ours = BatchLoader(data.images, data.labels, 4, shuffle=False, mean=mean, std=std)
     for (a, la), (b, lb) in zip(loader, ours, strict=True):
         assert torch.equal(a, b) and torch.equal(la, lb) and la.dtype == torch.int64
 

@@ -53,6 +53,21 @@ def test_transforms_are_deterministic_given_the_generator() -> None:
         assert a.shape == images.shape and a.dtype == images.dtype
 
 
+@pytest.mark.parametrize(
+    "transform", [RandomShift(3), RandomAffine(20.0), Compose(RandomShift(1), RandomAffine())]
+)
+def test_transforms_handle_colour_batches_of_any_size(transform: BatchTransform) -> None:
+    images = torch.rand(6, 3, 32, 32)
+    out = transform(images, torch.Generator().manual_seed(0))
+    assert out.shape == (6, 3, 32, 32) and out.dtype == torch.float32
+    # One geometry per image, shared by its channels: equal channels stay equal.
+    grey = images[:, :1].expand(6, 3, 32, 32).contiguous()
+    moved = transform(grey, torch.Generator().manual_seed(0))
+    assert torch.equal(moved[:, 0], moved[:, 1]) and torch.equal(moved[:, 0], moved[:, 2])
+    wide = transform(torch.rand(2, 1, 20, 36), torch.Generator().manual_seed(1))
+    assert wide.shape == (2, 1, 20, 36)
+
+
 def test_random_affine_without_motion_is_identity() -> None:
     images = torch.rand(4, 1, 28, 28)
     still = RandomAffine(degrees=0.0, translate=(0.0, 0.0), scale=(1.0, 1.0))
@@ -68,6 +83,20 @@ def test_random_affine_translation_only_moves_the_content() -> None:
     assert torch.allclose(out.sum(dim=(1, 2, 3)), torch.full((16,), 64.0), atol=1e-3)
     centers = (out[:, 0].sum(1) * torch.arange(28.0)).sum(1) / out[:, 0].sum((1, 2))
     assert centers.unique().numel() > 1
+
+
+@pytest.mark.parametrize(("h", "w"), [(41, 81), (81, 41), (41, 41)])
+def test_random_affine_rotates_in_pixels_on_non_square_images(h: int, w: int) -> None:
+    image = torch.zeros(1, 1, h, w)
+    cy, cx = h // 2, w // 2
+    image[0, 0, cy + 10 - 1 : cy + 10 + 2, cx - 1 : cx + 2] = 1.0  # a dot 10 px below centre
+    spin = RandomAffine(degrees=90.0, translate=(0.0, 0.0), scale=(1.0, 1.0))
+    out = spin(image.expand(32, 1, h, w).contiguous(), torch.Generator().manual_seed(0))[:, 0]
+    mass = out.sum((1, 2))
+    ys = (out.sum(2) * torch.arange(h, dtype=out.dtype)).sum(1) / mass - cy
+    xs = (out.sum(1) * torch.arange(w, dtype=out.dtype)).sum(1) / mass - cx
+    assert torch.allclose(torch.hypot(ys, xs), torch.full((32,), 10.0), atol=0.25)
+    assert xs.abs().max() > 5, "the angles really vary"
 
 
 def test_random_affine_fills_with_zero_outside() -> None:

@@ -1,5 +1,11 @@
-"""``python -m legoml.data``: prepare and verify MNIST under the dataset root."""
+"""``python -m legoml.data [ROOT] [--dataset NAME | --all]``: prepare and verify datasets."""
+
+import sys
+
+import structlog
 
 from legoml.data.mnist import main
 
+# As a command, progress events go to stderr so stdout holds only the result lines.
+structlog.configure(logger_factory=structlog.PrintLoggerFactory(file=sys.stderr))
 raise SystemExit(main())

@@ -1,4 +1,7 @@
-"""Batch utilities: normalization, moving nested batches, collating, adapting torch loaders."""
+"""Batch utilities: moving nested batches, collating, adapting torch loaders.
+
+``normalize_images`` lives in ``legoml.data.normalize`` and is re-exported here.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +13,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, default_collate
 
+from legoml.data.normalize import Stats, normalize_images
+
 __all__ = [
     "EpochLoader",
     "collate_images",
@@ -18,19 +23,6 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-
-MNIST_MEAN = 0.1307
-MNIST_STD = 0.3081
-
-
-def normalize_images(images: Tensor, mean: float = MNIST_MEAN, std: float = MNIST_STD) -> Tensor:
-    """uint8 pixels -> float32 ``(x / 255 - mean) / std``: one conversion, two in-place ops.
-
-    A 3-d N×H×W batch gains the channel axis (N×1×H×W).
-    """
-    if images.ndim == 3:
-        images = images.unsqueeze(1)
-    return images.to(torch.float32).mul_(1.0 / (255.0 * std)).sub_(mean / std)
 
 
 def move_to_device(batch: T, device: torch.device | str, non_blocking: bool | None = None) -> T:
@@ -76,13 +68,14 @@ def _move(obj: Any, device: torch.device, non_blocking: bool | None) -> Any:
 
 
 def collate_images(
-    samples: Sequence[tuple[Tensor, Any]], mean: float = MNIST_MEAN, std: float = MNIST_STD
+    samples: Sequence[tuple[Tensor, Any]], mean: Stats = 0.0, std: Stats = 1.0
 ) -> tuple[Tensor, Tensor]:
     """``collate_fn`` for a torch ``DataLoader`` over (uint8 image, label) samples.
 
     Stacks with ``default_collate`` and normalizes the whole batch at once, so a plain
     ``DataLoader(TensorDataset(images, labels), collate_fn=collate_images)`` yields what
-    ``BatchLoader`` yields (float32 N×1×H×W, int64 labels).
+    ``BatchLoader`` with the same ``mean``/``std`` yields (float32 N×C×H×W, int64 labels);
+    bind them with ``functools.partial(collate_images, mean=..., std=...)``.
     """
     images, labels = default_collate(list(samples))
     return normalize_images(images, mean, std), torch.as_tensor(labels, dtype=torch.int64)

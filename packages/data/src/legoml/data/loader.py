@@ -2,6 +2,9 @@
 
 Each batch is one ``index_select`` on the uint8 tensor plus one float conversion (and, when
 asked, one batched augmentation call): no per-sample Python work, no worker processes.
+Any uint8 N×C×H×W split works (N×H×W is one channel). Normalization is ``(x / 255 - mean)
+/ std`` with a scalar or per-channel mean/std; the defaults (0, 1) only scale to [0, 1], and
+``from_split`` uses the split's own statistics (MNIST's for ``load_mnist``).
 
 Sharding (``rank``/``world_size``) interleaves the epoch's order like ``DistributedSampler``:
 rank ``r`` takes positions ``r, r + W, r + 2W, ...``, and every rank yields the same number
@@ -39,9 +42,9 @@ import torch
 from torch import Tensor
 
 from legoml.data._seeding import AUGMENT, SHUFFLE, derive_seed
-from legoml.data.batches import MNIST_MEAN, MNIST_STD, normalize_images
 from legoml.data.errors import DataConfigError
-from legoml.data.mnist import Split
+from legoml.data.normalize import Normalizer, Stats, channel_stats
+from legoml.data.splits import Split
 from legoml.data.transforms import BatchTransform
 
 __all__ = ["BatchLoader"]
@@ -50,19 +53,24 @@ _CHECKED_KEYS = ("seed", "num_examples", "drop_last", "shuffle")
 
 
 class BatchLoader:
-    """Fast deterministic in-memory batches: ``(float32 N×1×H×W normalized, int64 N)``.
+    """Fast deterministic in-memory batches: ``(float32 N×C×H×W normalized, int64 N)``.
 
     Iterating runs the current epoch; after a full pass the epoch advances by itself, and
     ``set_epoch(e)`` (the Engine calls it) selects an epoch explicitly. One live iterator at
-    a time: the loader's position is shared state.
+    a time: the loader's position is shared state. ``mean``/``std`` take one value or one
+    per channel (of pixels in [0, 1]); ``from_split`` takes them from the split.
 
     Example:
         >>> import torch
         >>> images = torch.randint(0, 256, (10, 28, 28), dtype=torch.uint8)
         >>> loader = BatchLoader(images, torch.arange(10), batch_size=4, seed=1)
         >>> x, y = next(iter(loader))
-        >>> x.shape, x.dtype, y.dtype, len(loader)
-        (torch.Size([4, 1, 28, 28]), torch.float32, torch.int64, 3)
+        >>> x.shape, x.dtype, y.dtype, len(loader), float(x.min()) >= 0.0
+        (torch.Size([4, 1, 28, 28]), torch.float32, torch.int64, 3, True)
+        >>> rgb = torch.randint(0, 256, (6, 3, 32, 32), dtype=torch.uint8)
+        >>> loader = BatchLoader(rgb, torch.arange(6), 4, mean=(0.5, 0.4, 0.3), std=0.25)
+        >>> next(iter(loader))[0].shape
+        torch.Size([4, 3, 32, 32])
     """
 
     def __init__(
@@ -77,13 +85,14 @@ class BatchLoader:
         device: torch.device | str | None = None,
         rank: int = 0,
         world_size: int = 1,
-        mean: float = MNIST_MEAN,
-        std: float = MNIST_STD,
+        mean: Stats = 0.0,
+        std: Stats = 1.0,
         even_shards: bool = True,
     ) -> None:
-        _check_arguments(images, labels, batch_size, rank, world_size, std)
-        self.device = torch.device(device) if device is not None else images.device
+        _check_arguments(images, labels, batch_size, rank, world_size)
         stored = images.unsqueeze(1) if images.ndim == 3 else images
+        self.mean, self.std = channel_stats(mean, std, int(stored.shape[1]), "BatchLoader")
+        self.device = torch.device(device) if device is not None else images.device
         self.images = stored.to(self.device).contiguous()
         self.labels = labels.to(device=self.device, dtype=torch.int64)
         self._sample_values = int(self.images[0].numel())
@@ -94,8 +103,7 @@ class BatchLoader:
         self.transform = transform
         self.rank = rank
         self.world_size = world_size
-        self.mean = mean
-        self.std = std
+        self._normalize = Normalizer(self.mean, self.std, self.device)
         self.even_shards = even_shards
         self._slots = _rank_slots(len(self.labels), world_size, rank, drop_last, even_shards)
         self._len = self._slots // batch_size if drop_last else math.ceil(self._slots / batch_size)
@@ -111,7 +119,13 @@ class BatchLoader:
 
     @classmethod
     def from_split(cls, split: Split, batch_size: int, **kwargs: Any) -> BatchLoader:
-        """A loader over a ``Split`` (``images``, ``labels``); keyword arguments as ``__init__``."""
+        """A loader over ``split``, normalized with ``split.mean``/``split.std`` unless
+        ``mean=``/``std=`` are given; other keyword arguments as ``__init__``.
+
+        So ``BatchLoader.from_split(load_mnist("train"), 128)`` uses MNIST's statistics.
+        """
+        kwargs.setdefault("mean", split.mean)
+        kwargs.setdefault("std", split.std)
         return cls(split.images, split.labels, batch_size, **kwargs)
 
     # -- sizes -------------------------------------------------------------------------
@@ -239,10 +253,10 @@ class BatchLoader:
             images = self.images.index_select(0, indices)
             labels = self.labels.index_select(0, indices)
             if self.transform is None:
-                return normalize_images(images, self.mean, self.std), labels
+                return self._normalize(images), labels
             pixels = images.to(torch.float32).mul_(1.0 / 255.0)
             pixels = self.transform(pixels, self._augment_generator(epoch, index))
-            return torch.sub(pixels, self.mean).div_(self.std), labels
+            return self._normalize.from_unit(pixels), labels
 
     def _augment_generator(self, epoch: int, index: int) -> torch.Generator:
         if self._generator is None:
@@ -255,7 +269,8 @@ class BatchLoader:
             f"BatchLoader(num_examples={self.num_examples}, batch_size={self.batch_size}, "
             f"shuffle={self.shuffle}, seed={self.seed}, drop_last={self.drop_last}, "
             f"transform={self.transform!r}, device={str(self.device)!r}, rank={self.rank}, "
-            f"world_size={self.world_size}, epoch={self._epoch}, position={self._position})"
+            f"world_size={self.world_size}, mean={self.mean}, std={self.std}, "
+            f"epoch={self._epoch}, position={self._position})"
         )
 
 
@@ -291,7 +306,7 @@ def _rank_slots(n: int, world_size: int, rank: int, drop_last: bool, even: bool)
 
 
 def _check_arguments(
-    images: Tensor, labels: Tensor, batch_size: int, rank: int, world_size: int, std: float
+    images: Tensor, labels: Tensor, batch_size: int, rank: int, world_size: int
 ) -> None:
     if images.dtype != torch.uint8 or images.ndim not in (3, 4):
         raise DataConfigError(
@@ -314,5 +329,3 @@ def _check_arguments(
         raise DataConfigError(
             f"BatchLoader needs 0 <= rank < world_size, got rank={rank}, world_size={world_size}"
         )
-    if std <= 0:
-        raise DataConfigError(f"BatchLoader std must be > 0, got {std}")

@@ -1,15 +1,17 @@
 """MNIST (and any dataset in the same IDX layout) found, fetched, verified and held in memory.
 
 Files are looked for under the dataset root (argument, ``LEGOML_DATA_DIR``, or ``data``),
-copied from a mirror (argument or ``LEGOML_MNIST_MIRROR``: a directory or URL) or downloaded
-from the public mirrors. Every file is checked against the SHA-256 of its decompressed
-content before a single byte is used; a fetched file only lands under the root once verified.
+copied from a mirror (argument or the dataset's mirror variable, e.g. ``LEGOML_MNIST_MIRROR``:
+a directory or URL) or downloaded from the public mirrors. Every file is checked against the
+SHA-256 of its decompressed content before a single byte is used; a fetched file only lands
+under the root once verified. The returned ``Split`` carries the dataset's facts.
 
-Run ``python -m legoml.data`` to prepare the data (``make data`` does this).
+Run ``python -m legoml.data [--dataset NAME | --all]`` to prepare the data (``make data``).
 """
 
 from __future__ import annotations
 
+import argparse
 import gzip
 import hashlib
 import http.client
@@ -20,13 +22,14 @@ import tempfile
 import urllib.error
 import urllib.request
 import zlib
-from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
 import torch
 
-from legoml.data.errors import CorruptDataError, DataError, MissingDataError
+from legoml.data.datasets import DATASETS, FASHION_MNIST, MIRROR_ENV, MNIST, IdxDataset
+from legoml.data.errors import CorruptDataError, DataConfigError, DataError, MissingDataError
+from legoml.data.splits import Split
 
 __all__ = [
     "FASHION_MNIST",
@@ -42,77 +45,7 @@ __all__ = [
 log = structlog.get_logger(__name__)
 
 DATA_DIR_ENV = "LEGOML_DATA_DIR"
-MIRROR_ENV = "LEGOML_MNIST_MIRROR"
-FASHION_MIRROR_ENV = "LEGOML_FASHION_MNIST_MIRROR"
 _URL_SCHEMES = ("http://", "https://", "file://")
-
-
-@dataclass(frozen=True)
-class IdxDataset:
-    """Where a dataset in MNIST's IDX layout lives and what its files must hash to.
-
-    ``name`` is the folder under the dataset root; ``splits`` maps a split to its (images,
-    labels) file names (stored as ``<file>.gz`` or uncompressed); ``sha256`` holds the SHA-256
-    of each file's *decompressed* content; ``urls`` are the fallback mirrors (``https://`` or
-    ``file://`` folders, tried in order) used when ``mirror_env`` names no mirror.
-    """
-
-    name: str
-    splits: dict[str, tuple[str, str]]
-    sha256: dict[str, str]
-    urls: tuple[str, ...]
-    mirror_env: str = MIRROR_ENV
-
-    def files(self) -> list[str]:
-        return [name for pair in self.splits.values() for name in pair]
-
-
-MNIST = IdxDataset(
-    name="mnist",
-    splits={
-        "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
-        "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
-    },
-    sha256={
-        "train-images-idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
-        "train-labels-idx1-ubyte": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
-        "t10k-images-idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
-        "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
-    },
-    urls=(
-        "https://ossci-datasets.s3.amazonaws.com/mnist/",
-        "https://storage.googleapis.com/cvdf-datasets/mnist/",
-    ),
-)
-
-# Checksums computed from the decompressed files of Debian's ``dataset-fashion-mnist``
-# package; that package's folder is tried first, then the public mirror torchvision uses.
-FASHION_MNIST = IdxDataset(
-    name="fashion-mnist",
-    splits=MNIST.splits,
-    sha256={
-        "train-images-idx3-ubyte": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
-        "train-labels-idx1-ubyte": "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
-        "t10k-images-idx3-ubyte": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
-        "t10k-labels-idx1-ubyte": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
-    },
-    urls=(
-        "file:///usr/share/datasets/fashion-mnist/",
-        "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
-    ),
-    mirror_env=FASHION_MIRROR_ENV,
-)
-
-
-@dataclass(frozen=True)
-class Split:
-    """One split in memory: ``images`` uint8 N×H×W, ``labels`` int64 N."""
-
-    images: torch.Tensor
-    labels: torch.Tensor
-
-    def __len__(self) -> int:
-        return int(self.labels.shape[0])
 
 
 def dataset_root(root: str | os.PathLike[str] | None = None) -> Path:
@@ -141,7 +74,7 @@ def load_mnist(
     mirror: str | os.PathLike[str] | None = None,
     dataset: IdxDataset = MNIST,
 ) -> Split:
-    """Load ``split`` ("train" or "test") of ``dataset`` into memory, verified."""
+    """Load ``split`` ("train" or "test") of ``dataset`` into memory, verified, with its facts."""
     if split not in dataset.splits:
         raise DataError(
             f"unknown split {split!r} for {dataset.name}: choose one of {sorted(dataset.splits)}"
@@ -158,7 +91,32 @@ def load_mnist(
             f"{image_path} holds {images.shape[0]} images but {label_path} holds "
             f"{labels.shape[0]} labels: delete both and run `make data` again"
         )
-    return Split(images=images, labels=labels.to(torch.int64))
+    _check_facts(dataset, split, images, labels)
+    return Split(
+        images=images,
+        labels=labels.to(torch.int64),
+        mean=dataset.mean,
+        std=dataset.std,
+        classes=dataset.classes,
+    )
+
+
+def _check_facts(
+    dataset: IdxDataset, split: str, images: torch.Tensor, labels: torch.Tensor
+) -> None:
+    """The files are verified, so a mismatch means the ``IdxDataset`` description is wrong."""
+    found = (1, *images.shape[1:])
+    if found != dataset.image_shape:
+        raise DataConfigError(
+            f"IdxDataset {dataset.name!r} says image_shape={dataset.image_shape} but its "
+            f"{split} images are {found}: fix image_shape"
+        )
+    top = int(labels.max()) if labels.numel() else -1
+    if top >= dataset.num_classes:
+        raise DataConfigError(
+            f"IdxDataset {dataset.name!r} names {dataset.num_classes} classes but its {split} "
+            f"labels reach {top}: give one name per label in classes"
+        )
 
 
 def load_fashion_mnist(
@@ -310,14 +268,26 @@ def _parse_idx(payload: bytes, path: Path, ndim: int) -> torch.Tensor:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m legoml.data [ROOT]``: prepare and verify MNIST, print its folder."""
-    args = sys.argv[1:] if argv is None else argv
+    """``python -m legoml.data [ROOT] [--dataset NAME | --all]``: prepare and verify datasets.
+
+    MNIST by default; prints one line per verified dataset, or one ``error:`` line.
+    """
+    parser = argparse.ArgumentParser(
+        prog="python -m legoml.data", description="Prepare and verify IDX datasets."
+    )
+    parser.add_argument("root", nargs="?", help="dataset root (default $LEGOML_DATA_DIR or data)")
+    choice = parser.add_mutually_exclusive_group()
+    choice.add_argument("--dataset", choices=sorted(DATASETS), default=MNIST.name)
+    choice.add_argument("--all", action="store_true", help="every built-in dataset")
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    chosen = list(DATASETS.values()) if args.all else [DATASETS[args.dataset]]
     try:
-        folder = prepare_mnist(args[0] if args else None)
+        for dataset in chosen:
+            folder = prepare_mnist(args.root, dataset=dataset)
+            sys.stdout.write(f"{dataset.name} verified in {folder}\n")
     except DataError as err:
         sys.stderr.write(f"error: {err}\n")
         return 1
-    sys.stdout.write(f"MNIST verified in {folder}\n")
     return 0
 
 

@@ -80,7 +80,8 @@ class RandomAffine:
     """Random rotation, translation and scale per image (bilinear, zero fill), batched.
 
     ``degrees`` bounds the rotation, ``translate`` the shift as a fraction of width/height,
-    ``scale`` the zoom range. Meant for square images such as MNIST.
+    ``scale`` the zoom range. Any N×C×H×W size: rotations stay rotations in pixels when
+    H != W, and every channel of an image gets the same motion.
 
     Example:
         >>> import torch
@@ -121,11 +122,15 @@ class RandomAffine:
         tx = _uniform(n, -2 * self.translate[0], 2 * self.translate[0], images, generator)
         ty = _uniform(n, -2 * self.translate[1], 2 * self.translate[1], images, generator)
         cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
+        # Normalized coordinates scale x by 2/W and y by 2/H: the off-diagonal terms carry
+        # the aspect ratio so a rotation is one in pixels too (x1.0 for square images).
+        height, width = images.shape[-2:]
+        sin_x, sin_y = sin * (height / width), sin * (width / height)
         # theta maps output coordinates to input ones: the inverse of zoom·rotate then shift.
         theta = torch.stack(
             [
-                torch.stack([cos, sin, -(cos * tx + sin * ty)], dim=1),
-                torch.stack([-sin, cos, sin * tx - cos * ty], dim=1),
+                torch.stack([cos, sin_x, -(cos * tx + sin_x * ty)], dim=1),
+                torch.stack([-sin_y, cos, sin_y * tx - cos * ty], dim=1),
             ],
             dim=1,
         )
