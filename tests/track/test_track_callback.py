@@ -225,3 +225,30 @@ def test_core_checkpoints_round_trip_through_track(tmp_path: Path) -> None:
     assert set(checkpoint) >= {"engine", "context", "epoch", "global_step", "metrics"}
     if info.global_step == 10:  # the final step was saved: weights equal the trained model
         assert torch.equal(restored.weight, model.weight)
+
+
+def test_state_dict_records_where_the_scalars_file_stood(tmp_path: Path) -> None:
+    """Saved inside each checkpoint (engine state), it is what resume_run rewinds to."""
+    with run(root=tmp_path) as r:
+        callback = TrackingCallback(r, log_every_n_steps=1)
+        _drive(callback, steps=3, steps_per_epoch=3)
+        state = callback.state_dict()
+        assert state["scalars_size"] == r.scalars_size > 0
+        assert state["step"] == 3
+    restored = TrackingCallback(r)
+    restored.load_state_dict(state)  # the extra key is harmless on load
+    assert restored.state_dict()["step"] == 3
+
+
+def test_state_dict_omits_the_size_for_sinks_without_one() -> None:
+    class Sink:
+        def log_scalars(self, values: Any, step: int, epoch: int | None = None) -> None:
+            pass
+
+    class Gone(Sink):
+        @property
+        def scalars_size(self) -> int:
+            raise FileNotFoundError("scalars.csv")
+
+    assert "scalars_size" not in TrackingCallback(Sink()).state_dict()
+    assert "scalars_size" not in TrackingCallback(Gone()).state_dict()

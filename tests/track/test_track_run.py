@@ -17,6 +17,7 @@ import legoml.track._rundir as rundir_module
 from legoml.track import (
     SCALARS_HEADER,
     MissingExtraError,
+    Run,
     RunError,
     read_scalars,
     run,
@@ -377,3 +378,31 @@ def test_import_and_cli_listing_stay_light(root: Path) -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert r.dir.name in done.stdout
+
+
+def test_create_at_starts_a_run_in_exactly_that_directory(tmp_path: Path) -> None:
+    with Run.create_at(tmp_path / "a" / "exp", config={"lr": 1}, seed=2) as r:
+        r.log_scalar("x", 1.0, step=1)
+    assert r.dir == tmp_path / "a" / "exp"
+    meta = read_json(r.dir / "meta.json")
+    assert (meta["name"], meta["id"], meta["seed"]) == ("exp", "exp", 2)
+    assert meta["status"] == "completed"
+    assert read_json(r.dir / "config.json") == {"lr": 1}
+    (tmp_path / "empty").mkdir()
+    with Run.create_at(tmp_path / "empty", name="named") as named:
+        assert named.name == "named"
+
+
+def test_create_at_refuses_a_used_directory_or_a_file(tmp_path: Path) -> None:
+    with run("r", root=tmp_path) as r:
+        pass
+    before = (r.dir / "meta.json").read_bytes()
+    with pytest.raises(RunError, match="it is not empty; pass a new or empty directory"):
+        Run.create_at(r.dir)
+    assert (r.dir / "meta.json").read_bytes() == before
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(RunError, match="it is not a directory"):
+        Run.create_at(tmp_path / "file")
+    with pytest.raises(RunError, match="config must be a mapping"):
+        Run.create_at(tmp_path / "new", config=3)
+    assert not (tmp_path / "new").exists()

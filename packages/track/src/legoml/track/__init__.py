@@ -1,7 +1,7 @@
 """legoml-track: run directories of plain files, crash-safe scalars, safe atomic checkpoints.
 
-Checkpoint functions (torch) and TrackingCallback (legoml-core) are imported on first use, so
-``import legoml.track`` stays light (the CLI lists runs without loading torch).
+Checkpoint and resume functions (torch) and TrackingCallback (legoml-core) are imported on
+first use, so ``import legoml.track`` stays light (the CLI lists runs without loading torch).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
         load_model_from_checkpoint,
         save_checkpoint,
     )
+    from .resume import resolve_checkpoint, restore_checkpoint, resume_run
 
 __all__ = [
     "SCALARS_HEADER",
@@ -48,6 +49,9 @@ __all__ = [
     "plot_runs",
     "read_run",
     "read_scalars",
+    "resolve_checkpoint",
+    "restore_checkpoint",
+    "resume_run",
     "rewind_scalars",
     "run",
     "save_checkpoint",
@@ -61,6 +65,9 @@ _LAZY = {
     "load_checkpoint": "checkpoints",
     "load_model_from_checkpoint": "checkpoints",
     "save_checkpoint": "checkpoints",
+    "resolve_checkpoint": "resume",
+    "restore_checkpoint": "resume",
+    "resume_run": "resume",
 }
 
 

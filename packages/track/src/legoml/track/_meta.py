@@ -11,7 +11,14 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-__all__ = ["LEGOML_DISTRIBUTIONS", "environment_info", "git_info", "now_iso", "parse_iso"]
+__all__ = [
+    "LEGOML_DISTRIBUTIONS",
+    "environment_info",
+    "git_info",
+    "new_meta",
+    "now_iso",
+    "parse_iso",
+]
 
 LEGOML_DISTRIBUTIONS = (
     "legoml-core",
@@ -80,4 +87,24 @@ def environment_info() -> dict[str, Any]:
         "platform": platform.platform(),
         "host": socket.gethostname(),
         "pid": os.getpid(),
+    }
+
+
+def new_meta(name: str, run_id: str, seed: int | None) -> dict[str, Any]:
+    """meta.json of a run that starts now (``final_metrics`` last, where readers look)."""
+    git = git_info()
+    return {
+        "name": name,
+        "id": run_id,
+        "status": "running",
+        "start": now_iso(),
+        "end": None,
+        "duration_s": None,
+        "seed": seed,
+        "error": None,
+        **environment_info(),
+        "git_commit": git["commit"],
+        "git_dirty": git["dirty"],
+        "resumes": [],
+        "final_metrics": {},
     }

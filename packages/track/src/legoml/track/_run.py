@@ -19,8 +19,9 @@ from ._atomic import atomic_write, atomic_write_json
 from ._errors import RunError
 from ._events import EventLog
 from ._lines import LineAppender
-from ._meta import environment_info, git_info, now_iso, parse_iso
+from ._meta import environment_info, git_info, new_meta, now_iso, parse_iso
 from ._rundir import (
+    check_name_and_seed,
     check_scalars_header,
     config_to_dict,
     find_run_dir,
@@ -97,23 +98,52 @@ class Run:
             directory = make_unique_dir(root, slug(name or "run"))
         except OSError as exc:
             raise RunError(f"cannot create a run under {root}: {exc.strerror or exc}") from exc
+        return cls._start(directory, name or "run", config_dict, seed, tensorboard)
+
+    @classmethod
+    def create_at(
+        cls,
+        directory: str | Path,
+        name: str | None = None,
+        config: object = None,
+        seed: int | None = None,
+        *,
+        tensorboard: bool = False,
+    ) -> Run:
+        """Start a new run in exactly ``directory`` (created if missing; it must be empty).
+
+        For scripts that name their run directory themselves (``resume_run``); the run's name
+        defaults to the folder's name.
+        """
+        config_dict = config_to_dict(config)
+        if tensorboard:
+            require_tensorboard()
+        directory = Path(directory)
+        if directory.exists() and not directory.is_dir():
+            raise RunError(f"cannot start a run in {directory}: it is not a directory; pass a new one")
+        if directory.is_dir() and any(directory.iterdir()):
+            raise RunError(
+                f"cannot start a run in {directory}: it is not empty; pass a new or empty "
+                "directory, or resume the run it holds"
+            )
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise RunError(f"cannot create {directory}: {exc.strerror or exc}") from exc
+        label = name or directory.resolve().name or "run"
+        return cls._start(directory, label, config_dict, seed, tensorboard)
+
+    @classmethod
+    def _start(
+        cls,
+        directory: Path,
+        name: str,
+        config_dict: dict[str, Any],
+        seed: int | None,
+        tensorboard: bool,
+    ) -> Run:
         atomic_write_json(directory / "config.json", config_dict)
-        git = git_info()
-        meta: dict[str, Any] = {
-            "name": name or "run",
-            "id": directory.name,
-            "status": "running",
-            "start": now_iso(),
-            "end": None,
-            "duration_s": None,
-            "seed": seed,
-            "error": None,
-            **environment_info(),
-            "git_commit": git["commit"],
-            "git_dirty": git["dirty"],
-            "resumes": [],
-            "final_metrics": {},
-        }
+        meta = new_meta(name, directory.resolve().name, seed)
         new = cls(directory, meta, resumed=False, tensorboard=tensorboard)
         new._events.write("info", "run started", run=directory.name)
         log.info("run started", run=str(directory))
@@ -140,13 +170,15 @@ class Run:
         directory = find_run_dir(Path(path))
         meta = read_json(directory / "meta.json")
         check_scalars_header(directory / "logs" / "scalars.csv")
-        if rewind_to_step is not None:
-            rewind_scalars(directory / "logs" / "scalars.csv", rewind_to_step, rewind_to_size)
+        config_dict = None if config is None else config_to_dict(config)
         if tensorboard:
             require_tensorboard()
+        # every check above comes before the first write, so a refused resume changes nothing
+        if rewind_to_step is not None:
+            rewind_scalars(directory / "logs" / "scalars.csv", rewind_to_step, rewind_to_size)
         entry: dict[str, Any] = {"time": now_iso(), "previous_status": meta.get("status")}
-        if config is not None:
-            changed = replace_config(directory, config_to_dict(config))
+        if config_dict is not None:
+            changed = replace_config(directory, config_dict)
             if changed:
                 entry["config_changed"] = changed
         if seed is not None and seed != meta.get("seed"):
@@ -362,10 +394,7 @@ def run(
     Leaving the ``with`` block marks the run completed, or failed (with the error) when an
     exception escapes; rows already logged are on disk either way.
     """
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-        raise RunError(f"seed must be an int or None, got {seed!r}")
-    if name is not None and not isinstance(name, str):
-        raise RunError(f"run name must be a string, got {type(name).__name__}")
+    check_name_and_seed(name, seed)
     if resume is not None:
         return Run.resume(
             resume,

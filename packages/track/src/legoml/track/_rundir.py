@@ -16,6 +16,7 @@ from ._flatten import config_differences
 from ._scalars import SCALARS_HEADER
 
 __all__ = [
+    "check_name_and_seed",
     "check_scalars_header",
     "config_to_dict",
     "find_run_dir",
@@ -43,6 +44,14 @@ def config_to_dict(config: object) -> dict[str, Any]:
         return dict(json.loads(json.dumps(dict(data), allow_nan=True)))
     except (TypeError, ValueError) as exc:
         raise RunError(f"config cannot be written as JSON ({exc}); use plain values") from exc
+
+
+def check_name_and_seed(name: object, seed: object) -> None:
+    """Refuse a run name that is not a string and a seed that is not an int."""
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise RunError(f"seed must be an int or None, got {seed!r}")
+    if name is not None and not isinstance(name, str):
+        raise RunError(f"run name must be a string, got {type(name).__name__}")
 
 
 def slug(name: str) -> str:

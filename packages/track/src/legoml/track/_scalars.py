@@ -15,6 +15,7 @@ from ._errors import RunError
 
 __all__ = [
     "SCALARS_FIELDS",
+    "HEADER_SIZE",
     "SCALARS_HEADER",
     "ScalarRow",
     "format_rows",
@@ -29,6 +30,7 @@ log = structlog.get_logger(__name__)
 
 SCALARS_FIELDS = ("step", "epoch", "name", "value", "time")
 SCALARS_HEADER = ",".join(SCALARS_FIELDS)
+HEADER_SIZE = len(SCALARS_HEADER) + 1  # bytes of a scalars.csv that holds no rows
 
 
 class ScalarRow(NamedTuple):
@@ -132,7 +134,8 @@ def rewind_scalars(run_or_csv: str | Path, step: int, size: int | None = None) -
     A run resumed from the checkpoint of step ``step`` logs the later steps again; rewinding
     first keeps each step in the CSV exactly once. ``size`` (``Run.scalars_size`` when that
     checkpoint was saved) also drops the rows logged after it at the same step, such as
-    epoch-end metrics or a final evaluation. The file is replaced atomically.
+    epoch-end metrics or a final evaluation; ``HEADER_SIZE`` drops every row. The file is
+    replaced atomically.
     """
     path = scalars_path(run_or_csv)
     if not path.is_file():

@@ -79,9 +79,23 @@ class TrackingCallback(Callback):
 
     def state_dict(self) -> dict[str, Any]:
         """The rows of the last logged step, so a run resumed at an epoch's last step still
-        writes each (step, name) once."""
+        writes each (step, name) once, and ``scalars_size`` (the sink's, when it has one):
+        saved inside every checkpoint, it lets ``resume_run`` drop exactly the rows logged
+        after that checkpoint."""
         step, values = self._step_rows
-        return {"step": step, "values": dict(values)}
+        state: dict[str, Any] = {"step": step, "values": dict(values)}
+        size = self._scalars_size()
+        if size is not None:
+            state["scalars_size"] = size
+        return state
+
+    def _scalars_size(self) -> int | None:
+        try:
+            size = getattr(self.run, "scalars_size", None)
+        except OSError as exc:  # the CSV vanished: the rewind falls back to the step
+            log.warning("cannot measure scalars.csv", error=str(exc))
+            return None
+        return size if isinstance(size, int) and not isinstance(size, bool) else None
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         values = state.get("values", {})
