@@ -26,6 +26,8 @@ MODULES = [
     "legoml.core.distributed",
     "legoml.core.engine",
     "legoml.core.events",
+    "legoml.core.reconstruction_steps",
+    "legoml.core.seeding",
     "legoml.core.state",
     "legoml.core.step_output",
     "legoml.core.steps",
@@ -37,6 +39,12 @@ def test_readme_first_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert block is not None
     monkeypatch.chdir(tmp_path)
     exec(compile(block.group(1), str(README), "exec"), {"__name__": "__readme__"})
+
+
+def test_readme_reconstruction_example_runs() -> None:
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
+    [block] = [b for b in blocks if "make_reconstruction_train_step" in b]
+    exec(compile(block, str(README), "exec"), {"__name__": "__readme__"})
 
 
 @pytest.mark.parametrize("name", MODULES)

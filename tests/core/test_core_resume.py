@@ -142,6 +142,7 @@ def test_state_dict_is_weights_only_safe_and_small(tmp_path: Path) -> None:
         "step",
         "global_step",
         "max_epochs",
+        "max_steps",
         "epoch_length",
         "epoch_complete",
         "metrics",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from collections import namedtuple
 from pathlib import Path
 from typing import Any
@@ -212,6 +213,51 @@ def test_resolve_amp_dtype(monkeypatch: pytest.MonkeyPatch) -> None:
     assert resolve_amp_dtype("auto", CPU) is None
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
     assert resolve_amp_dtype("auto", torch.device("cuda")) is torch.float16
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert resolve_amp_dtype("auto", torch.device("cuda")) is torch.bfloat16
+
+
+AMP_VALUES = [
+    (None, None),
+    ("none", None),
+    ("fp32", None),
+    ("bf16", torch.bfloat16),
+    (torch.bfloat16, torch.bfloat16),
+    ("fp16", torch.float16),
+    (torch.float16, torch.float16),
+]
+
+
+@pytest.mark.parametrize(("amp", "expected"), AMP_VALUES)
+@pytest.mark.parametrize("device", ["cpu", "cuda", "mps"])
+def test_resolve_amp_dtype_named_settings_ignore_the_device(
+    amp: Any, expected: torch.dtype | None, device: str
+) -> None:
+    assert resolve_amp_dtype(amp, torch.device(device)) is expected
+
+
+@pytest.mark.parametrize(("amp", "expected"), AMP_VALUES)
+def test_step_factories_autocast_to_the_resolved_dtype(
+    amp: Any, expected: torch.dtype | None
+) -> None:
+    _, context, batches = setup()
+    train = Engine(make_supervised_train_step(amp=amp), context).loop(batches[:1])
+    evaluate = Engine(make_supervised_eval_step(amp=amp), context).loop(batches[:1])
+    dtype = expected or torch.float32
+    assert train.output.predictions.dtype == evaluate.output.predictions.dtype == dtype
+
+
+@pytest.mark.parametrize("bad", ["bfloat16", "BF16", "fp64", "", torch.float64, 16, ["bf16"]])
+def test_bad_amp_values_name_the_accepted_ones(bad: Any) -> None:
+    accepted = "use 'auto', 'bf16', 'fp16', 'fp32', 'none', None, torch.bfloat16 or torch.float16"
+    for call in (
+        lambda: resolve_amp_dtype(bad, CPU),
+        lambda: make_supervised_train_step(amp=bad),
+        lambda: make_supervised_eval_step(amp=bad),
+    ):
+        with pytest.raises(EngineError, match=re.escape(accepted)) as info:
+            call()
+        assert "\n" not in str(info.value) and str(info.value).startswith(f"amp={bad!r}")
 
 
 def test_detect_device_is_cached_and_ordered(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -43,6 +43,11 @@ from legoml.core.errors import (
 )
 from legoml.core.events import Events, FilteredEvent, RemovableHandle
 from legoml.core.protocols import CheckpointSaver, MetricLike, ScalarSink, StatefulLike
+from legoml.core.reconstruction_steps import (
+    make_reconstruction_eval_step,
+    make_reconstruction_train_step,
+)
+from legoml.core.seeding import seed_everything
 from legoml.core.state import State
 from legoml.core.step_output import (
     DictStepOutput,
@@ -106,10 +111,13 @@ __all__ = [
     "is_distributed",
     "is_main_process",
     "keep_freed_memory",
+    "make_reconstruction_eval_step",
+    "make_reconstruction_train_step",
     "make_supervised_eval_step",
     "make_supervised_train_step",
     "move_to_device",
     "resolve_amp_dtype",
+    "seed_everything",
     "unwrap_model",
     "wrap_ddp",
 ]

@@ -18,6 +18,7 @@ __all__ = [
     "capture_rng",
     "check_engine_state",
     "has_state",
+    "hold_position",
     "keyed_callbacks",
     "load_callback_states",
     "restore_rng",
@@ -31,7 +32,7 @@ ENGINE_STATE_VERSION = 1
 
 _cuda_initialized = cast(Callable[[], bool], torch.cuda.is_initialized)
 
-_INT_KEYS = ("epoch", "step", "global_step", "max_epochs")
+_INT_KEYS = ("epoch", "step", "global_step")
 
 
 def capture_rng() -> dict[str, Any]:
@@ -85,6 +86,24 @@ def check_engine_state(state: Mapping[str, Any]) -> None:
         value = state.get(key)
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise ResumeError(f"engine state '{key}' must be an int >= 0, got {value!r}")
+    if "max_epochs" not in state:
+        raise ResumeError(
+            "engine state has no 'max_epochs'; pass the state engine.state_dict() wrote"
+        )
+    max_epochs = state["max_epochs"]  # None: no epoch limit (a max_steps run)
+    if max_epochs is not None and (
+        isinstance(max_epochs, bool) or not isinstance(max_epochs, int) or max_epochs < 0
+    ):
+        raise ResumeError(
+            f"engine state 'max_epochs' must be None or an int >= 0, got {max_epochs!r}"
+        )
+    max_steps = state.get("max_steps")  # absent in states written before max_steps
+    if max_steps is not None and (
+        isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1
+    ):
+        raise ResumeError(
+            f"engine state 'max_steps' must be None or an int >= 1, got {max_steps!r}"
+        )
     length = state.get("epoch_length")
     if length is not None and (not isinstance(length, int) or length < 1):
         raise ResumeError(
@@ -125,6 +144,29 @@ def load_callback_states(callbacks: Sequence[object], states: Mapping[str, Any])
         _log.warning("callback_state_unused", callbacks=sorted(unknown))
 
 
+def _load_data_state(data: Iterable[Any], saved: Mapping[str, Any]) -> bool:
+    """Load the saved position into a source that has its own state; whether it did."""
+    data_state = saved.get("data")
+    if data_state is not None and has_state(data):
+        data.load_state_dict(data_state)  # type: ignore[attr-defined]
+        return True
+    if data_state is not None:
+        _log.warning("data_state_ignored", reason="data source has no load_state_dict")
+    return False
+
+
+def hold_position(
+    data: Iterable[Any], state: State, saved: Mapping[str, Any]
+) -> dict[str, Any] | None:
+    """Put the source at the saved mid-epoch position without iterating it (for a resumed
+    run that steps no further), and return the epoch-start RNG snapshot to keep."""
+    set_data_epoch(data, state.epoch - 1)
+    if _load_data_state(data, saved):
+        return None
+    epoch_rng = saved.get("epoch_rng")
+    return dict(epoch_rng) if epoch_rng is not None else None
+
+
 def resume_iterator(
     data: Iterable[Any], state: State, saved: Mapping[str, Any]
 ) -> tuple[Iterator[Any], dict[str, Any] | None]:
@@ -140,12 +182,8 @@ def resume_iterator(
             f"{state.epoch_length} steps; resume with the same data and batch size"
         )
     set_data_epoch(data, state.epoch - 1)
-    data_state = saved.get("data")
-    if data_state is not None and has_state(data):
-        data.load_state_dict(data_state)  # type: ignore[attr-defined]
+    if _load_data_state(data, saved):
         return (data if isinstance(data, Iterator) else iter(data)), None
-    if data_state is not None:
-        _log.warning("data_state_ignored", reason="data source has no load_state_dict")
     epoch_rng = saved.get("epoch_rng")
     if epoch_rng is not None:
         restore_rng(epoch_rng)

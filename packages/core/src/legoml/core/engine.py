@@ -19,6 +19,7 @@ from legoml.core._resume import (
     capture_rng,
     check_engine_state,
     has_state,
+    hold_position,
     keyed_callbacks,
     load_callback_states,
     restore_rng,
@@ -45,6 +46,25 @@ def _positive_int(name: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise EngineError(f"loop({name}=...) must be an int >= 1, got {value!r}")
     return value
+
+
+def _resolve_limits(
+    max_epochs: int | None, max_steps: int | None, pending: Mapping[str, Any] | None
+) -> tuple[int | None, int | None]:
+    """``(max_epochs, max_steps)``: the given ones, else a resumed run's, else 1 epoch
+    (no epoch limit when only ``max_steps`` is set)."""
+    if pending is not None:
+        if max_epochs is None:
+            max_epochs = pending["max_epochs"]
+        if max_steps is None:
+            max_steps = pending.get("max_steps")
+    if max_steps is not None:
+        max_steps = _positive_int("max_steps", max_steps)
+    if max_epochs is None and max_steps is None:
+        max_epochs = 1
+    if max_epochs is not None:
+        max_epochs = _positive_int("max_epochs", max_epochs)
+    return max_epochs, max_steps
 
 
 class Engine:
@@ -169,6 +189,7 @@ class Engine:
         data: Iterable[Any],
         max_epochs: int | None = None,
         epoch_length: int | None = None,
+        max_steps: int | None = None,
     ) -> State:
         """Run epochs over ``data`` and return :attr:`state`.
 
@@ -177,8 +198,14 @@ class Engine:
                 across epochs). ``set_epoch(index)`` is called on it (or its sampler) before
                 every epoch; with ``state_dict()``/``load_state_dict()`` it resumes mid-epoch
                 without replaying batches.
-            max_epochs: epochs to run; default 1, or the loaded run's value on resume.
+            max_epochs: epochs to run; default 1 (no limit when only ``max_steps`` is
+                given), or the loaded run's value on resume.
             epoch_length: steps per epoch; default ``len(data)``, or until the data ends.
+            max_steps: stop after exactly this many global steps, whichever of the two
+                limits comes first; default none, or the loaded run's value on resume.
+                Where it falls inside an epoch, that epoch ends there: its EPOCH_END fires
+                over the steps done (metrics, evaluation, epoch checkpoints), then
+                ENGINE_END. A resumed run already at ``max_steps`` trains nothing.
 
         A fresh call starts from epoch 0; after :meth:`load_state_dict` it resumes at the
         loaded position, with the next unseen batch.
@@ -186,9 +213,7 @@ class Engine:
         if self._running:
             raise EngineError("Engine.loop() is already running; call it again after it returns")
         pending, self._pending = self._pending, None
-        if max_epochs is None:
-            max_epochs = int(pending["max_epochs"]) if pending else 1
-        max_epochs = _positive_int("max_epochs", max_epochs)
+        max_epochs, max_steps = _resolve_limits(max_epochs, max_steps, pending)
         length = self._resolve_epoch_length(data, epoch_length, pending)
         state = self.state
         if pending is None:
@@ -198,6 +223,7 @@ class Engine:
             state.timings = {}
             self._epoch_complete = True
         state.max_epochs = max_epochs
+        state.max_steps = max_steps
         state.epoch_length = length
         self._data = data
         self._should_terminate = False
@@ -209,14 +235,17 @@ class Engine:
             self._fire(Events.ENGINE_START)
             resume = pending
             while not self._should_terminate:
+                steps_done = max_steps is not None and state.global_step >= max_steps
                 step_rng: Mapping[str, Any] | None = None
-                if resume is not None and not resume["epoch_complete"]:
+                if resume is not None and not resume["epoch_complete"] and not steps_done:
                     iterator = self._resume_epoch(data, resume)
                     step_rng = resume["rng"]
                 else:
                     if resume is not None:
                         restore_rng(resume["rng"])
-                    if state.epoch >= max_epochs:
+                        if not resume["epoch_complete"]:  # loaded at max_steps, mid-epoch
+                            self._epoch_rng = hold_position(data, state, resume)
+                    if steps_done or (max_epochs is not None and state.epoch >= max_epochs):
                         break
                     state.epoch += 1
                     state.step = 0
@@ -229,12 +258,14 @@ class Engine:
                     break
                 if step_rng is not None:
                     restore_rng(step_rng)
-                if state.epoch_length is None or state.step < state.epoch_length:
+                end = state.epoch_end_step()
+                if end is None or state.step < end:
                     first = state.step
-                    self._run_steps(iterator)
+                    self._run_steps(iterator, end)
                     if self._should_terminate:
                         break
-                    self._check_epoch_size(first)
+                    if max_steps is None or state.global_step < max_steps:
+                        self._check_epoch_size(first)  # not for an epoch cut by max_steps
                 self._epoch_complete = True
                 now = perf_counter()
                 state.timings["epoch"] = now - epoch_started
@@ -249,12 +280,12 @@ class Engine:
             self._running = False
         return state
 
-    def _run_steps(self, iterator: Iterator[Any]) -> None:
-        # The hot loop: local names, ready-made handler tuples, no clocks, no syncs.
+    def _run_steps(self, iterator: Iterator[Any], end: int | None) -> None:
+        # The hot loop: local names, ready-made handler tuples, no clocks, no syncs. `end`
+        # is the epoch's last step (its length, or where max_steps falls), None if unknown.
         state = self.state
         context = self.context
         step_fn = self.step_fn
-        end = state.epoch_length
         seen = -1
         starts: tuple[Handler, ...] = ()
         ends: tuple[Handler, ...] = ()
@@ -333,8 +364,8 @@ class Engine:
         """Everything needed to continue this run exactly (``torch.load(weights_only=True)``-safe).
 
         Holds the position (epoch, step, global_step, whether the epoch's end ran),
-        max_epochs, epoch_length, metrics, RNG states, each stateful callback's state keyed
-        by ``state_key`` and the data source's ``state_dict()`` when it has one.
+        max_epochs, max_steps, epoch_length, metrics, RNG states, each stateful callback's
+        state keyed by ``state_key`` and the data source's ``state_dict()`` when it has one.
         """
         state = self.state
         data = self._data
@@ -345,6 +376,7 @@ class Engine:
             "step": state.step,
             "global_step": state.global_step,
             "max_epochs": state.max_epochs,
+            "max_steps": state.max_steps,
             "epoch_length": state.epoch_length,
             "epoch_complete": self._epoch_complete,
             "metrics": {str(k): float(v) for k, v in state.metrics.items()},
@@ -371,7 +403,10 @@ class Engine:
         state.epoch = int(state_dict["epoch"])
         state.step = int(state_dict["step"])
         state.global_step = int(state_dict["global_step"])
-        state.max_epochs = int(state_dict["max_epochs"])
+        max_epochs = state_dict["max_epochs"]
+        state.max_epochs = None if max_epochs is None else int(max_epochs)
+        max_steps = state_dict.get("max_steps")  # absent in states written before max_steps
+        state.max_steps = None if max_steps is None else int(max_steps)
         state.epoch_length = state_dict["epoch_length"]
         state.metrics = dict(state_dict.get("metrics", {}))
         state.output = state.batch = None

@@ -1,7 +1,8 @@
 """What a step function returns: a small protocol and three ready-made kinds.
 
 Callbacks read ``output.loss`` (every kind) and ``output.predictions`` /
-``output.targets`` (supervised kinds, and dicts that carry those keys). A plain ``dict``
+``output.targets`` (supervised kinds, reconstruction outputs, and dicts that carry those
+keys). A plain ``dict``
 returned by a step is wrapped in :class:`DictStepOutput` by the engine.
 """
 
@@ -53,16 +54,30 @@ class SupervisedStepOutput:
 class UnsupervisedStepOutput:
     """Output of an unsupervised step (auto-encoders, contrastive learning...).
 
+    ``targets`` is what the reconstruction should match (usually the inputs);
+    ``predictions`` reads ``reconstructions``, so :class:`MetricsCallback` and metrics of
+    ``(predictions, targets)`` work on reconstruction outputs unchanged.
+
     Example:
         >>> import torch
         >>> UnsupervisedStepOutput(torch.tensor(1.0)).reconstructions is None
         True
+        >>> x = torch.zeros(2, 3)
+        >>> out = UnsupervisedStepOutput(torch.tensor(0.0), x + 1, None, {}, x)
+        >>> out.predictions is out.reconstructions, out.targets is x
+        (True, True)
     """
 
     loss: Tensor | None
     reconstructions: Tensor | None = None
     embeddings: Tensor | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    targets: Tensor | None = None
+
+    @property
+    def predictions(self) -> Tensor | None:
+        """The reconstructions, under the name metrics read."""
+        return self.reconstructions
 
 
 class DictStepOutput(Mapping[str, Any]):

@@ -31,34 +31,67 @@ __all__ = [
     "resolve_amp_dtype",
 ]
 
-AmpSetting = torch.dtype | Literal["auto"] | None
-"""``None`` (fp32), ``torch.bfloat16``, ``torch.float16`` or ``"auto"`` (see resolve_amp_dtype)."""
+AmpSetting = Literal["auto", "bf16", "fp16", "fp32", "none"] | torch.dtype | None
+"""The autocast precision: ``"auto"``, ``"bf16"``/``torch.bfloat16``, ``"fp16"``/
+``torch.float16``, or ``"fp32"``/``"none"``/``None`` (no autocast); see resolve_amp_dtype."""
 
 PrepareBatch = Callable[[Any, torch.device, bool], tuple[Any, Tensor]]
 """``prepare_batch(batch, device, non_blocking) -> (inputs, targets)`` on ``device``."""
 
 SupervisedStep = Callable[["Engine", Any, Context], SupervisedStepOutput]
 
+_AMP_NAMES: dict[str, torch.dtype | None] = {
+    "bf16": torch.bfloat16,
+    "fp16": torch.float16,
+    "fp32": None,
+    "none": None,
+}
+_AMP_ACCEPTED = "'auto', 'bf16', 'fp16', 'fp32', 'none', None, torch.bfloat16 or torch.float16"
+
+
+def _check_amp(amp: object) -> torch.dtype | Literal["auto"] | None:
+    """``amp`` as ``"auto"``, an autocast dtype or ``None``; a clear error otherwise."""
+    if amp is None or amp is torch.bfloat16 or amp is torch.float16:
+        return amp
+    if isinstance(amp, str):
+        if amp == "auto":
+            return "auto"
+        if amp in _AMP_NAMES:
+            return _AMP_NAMES[amp]
+    raise EngineError(f"amp={amp!r} is not supported; use {_AMP_ACCEPTED}")
+
 
 def resolve_amp_dtype(amp: AmpSetting, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for ``device``: ``"auto"`` gives bf16 on CUDA when supported
-    (else fp16), fp16 on MPS, and bf16 on CPUs with native bf16 (else no autocast)."""
-    if amp is None:
-        return None
-    if amp == "auto":
-        if device.type == "cuda":
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        if device.type == "mps":
-            return torch.float16
-        if device.type == "cpu":
-            return torch.bfloat16 if cpu_supports_bf16() else None
-        return None
-    if amp not in (torch.bfloat16, torch.float16):
-        raise EngineError(
-            f"amp={amp!r} is not supported; use None, torch.bfloat16, torch.float16 or 'auto'"
-        )
-    assert isinstance(amp, torch.dtype)
-    return amp
+    """The autocast dtype for ``device`` (``None``: no autocast), the one precision resolver
+    of every step helper.
+
+    ``"auto"`` gives bf16 on CUDA when supported (else fp16), fp16 on MPS, and bf16 on CPUs
+    with native bf16 (else no autocast); the other settings name their dtype.
+
+    Example:
+        >>> cpu = torch.device("cpu")
+        >>> resolve_amp_dtype("bf16", cpu), resolve_amp_dtype("fp32", cpu)
+        (torch.bfloat16, None)
+    """
+    setting = _check_amp(amp)
+    if setting != "auto":
+        return setting
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == "mps":
+        return torch.float16
+    if device.type == "cpu":
+        return torch.bfloat16 if cpu_supports_bf16() else None
+    return None
+
+
+def _autocast(
+    device: torch.device, dtype: torch.dtype | None
+) -> contextlib.AbstractContextManager[Any]:
+    """``torch.autocast`` to ``dtype`` on ``device``'s type, or nothing for ``None``."""
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
 
 
 def _default_prepare(batch: Any, device: torch.device, non_blocking: bool) -> tuple[Any, Tensor]:
@@ -81,9 +114,7 @@ def _default_prepare(batch: Any, device: torch.device, non_blocking: bool) -> tu
 
 _TORCH_ZERO_GRAD = torch.optim.Optimizer.zero_grad
 # Whether a torch profiler is recording; if torch ever drops this helper, assume it is.
-_profiler_enabled: Callable[[], bool] = getattr(
-    torch.autograd, "_profiler_enabled", lambda: True
-)
+_profiler_enabled: Callable[[], bool] = getattr(torch.autograd, "_profiler_enabled", lambda: True)
 
 
 def _clear_grads(optimizer: torch.optim.Optimizer) -> None:
@@ -105,15 +136,41 @@ def _clear_grads(optimizer: torch.optim.Optimizer) -> None:
             param.grad = None
 
 
+def _channels_last(inputs: Any) -> Any:
+    """4-D tensor inputs in channels-last memory format; anything else as it is."""
+    if isinstance(inputs, Tensor) and inputs.dim() == 4:
+        return inputs.contiguous(memory_format=torch.channels_last)
+    return inputs
+
+
+def _update(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler | None,
+    clip_grad_norm: float | None,
+) -> None:
+    """Clip (after unscaling) and step the optimizer, through the GradScaler when set.
+
+    The supervised train step inlines the same lines: its hot path avoids the call.
+    """
+    if clip_grad_norm is not None:
+        if scaler is not None:
+            scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad_norm)
+    if scaler is None:
+        optimizer.step()
+    else:
+        scaler.step(optimizer)
+        scaler.update()
+
+
 class _AmpDtype:
     """The autocast dtype per device, resolved once; the last device is one attribute away."""
 
     __slots__ = ("_cache", "amp", "device", "dtype")
 
     def __init__(self, amp: AmpSetting) -> None:
-        if amp != "auto":
-            resolve_amp_dtype(amp, _CPU)  # reject bad values at build time
-        self.amp = amp
+        self.amp = _check_amp(amp)  # reject bad values at build time
         self.device: torch.device | None = None
         self.dtype: torch.dtype | None = None
         self._cache: dict[torch.device, torch.dtype | None] = {}
@@ -150,9 +207,11 @@ def make_supervised_train_step(
     """Build ``step(engine, batch, context)`` doing forward, loss, backward and update.
 
     Args:
-        amp: autocast dtype (see :func:`resolve_amp_dtype`); with ``context.scaler`` set the
-            loss is scaled and the optimizer stepped through the GradScaler (fp16).
-        grad_accum_steps: optimizer update every N steps (and at the end of each epoch);
+        amp: autocast precision, e.g. ``"bf16"`` (see :func:`resolve_amp_dtype`); with
+            ``context.scaler`` set the loss is scaled and the optimizer stepped through the
+            GradScaler (fp16).
+        grad_accum_steps: optimizer update every N steps (and at the end of each epoch,
+            also one that ``max_steps`` cuts short);
             the loss is divided by the window size. For exact resume, checkpoint at window
             boundaries (gradients are not saved).
         clip_grad_norm: clip the global gradient norm before each update.
@@ -226,8 +285,8 @@ def make_supervised_train_step(
         # Windows of `accum` steps; the epoch's end closes a shorter one.
         state = engine.state
         position = (state.step - 1) % accum
-        length = state.epoch_length
-        window = accum if length is None else min(accum, length - (state.step - position) + 1)
+        end = state.epoch_end_step()  # max_steps inside the epoch closes the window too
+        window = accum if end is None else min(accum, end - (state.step - position) + 1)
         last = position == window - 1
         model = context.model
         if not last and isinstance(model, DistributedDataParallel):
@@ -269,14 +328,9 @@ def make_supervised_eval_step(
             model.eval()
         device = context.device
         inputs, targets = prepare(batch, device, non_blocking)
-        if channels_last and isinstance(inputs, Tensor) and inputs.dim() == 4:
-            inputs = inputs.contiguous(memory_format=torch.channels_last)
-        dtype = amp_dtype(device)
-        with (
-            torch.autocast(device_type=device.type, dtype=dtype)
-            if dtype is not None
-            else contextlib.nullcontext()
-        ):
+        if channels_last:
+            inputs = _channels_last(inputs)
+        with _autocast(device, amp_dtype(device)):
             outputs = model(inputs)
             loss = loss_fn(outputs, targets) if compute_loss and loss_fn is not None else None
         return SupervisedStepOutput(loss, outputs, targets)

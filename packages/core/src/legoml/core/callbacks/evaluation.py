@@ -17,8 +17,9 @@ __all__ = ["EvalOnEpochEndCallback"]
 
 
 class EvalOnEpochEndCallback(Callback):
-    """At the trainer's EPOCH_END (every ``every_n_epochs`` and after the last epoch), run
-    ``evaluator.loop(data)`` and copy its metrics into the trainer's ``state.metrics``.
+    """At the trainer's EPOCH_END (every ``every_n_epochs`` and after the last epoch, also
+    one that ``max_steps`` cut short), run ``evaluator.loop(data)`` and copy its metrics
+    into the trainer's ``state.metrics``.
 
     Evaluator metric names get ``prefix`` unless they already start with it, so give the
     evaluator's MetricsCallback ``prefix=""`` (``accuracy`` becomes ``val/accuracy``).
@@ -65,7 +66,7 @@ class EvalOnEpochEndCallback(Callback):
     def on_epoch_end(self, engine: Engine, context: Context) -> None:
         state = engine.state
         due = state.epoch % self.every_n_epochs == 0
-        if not due and not (self.eval_last and state.epoch >= state.max_epochs):
+        if not due and not (self.eval_last and state.is_last_epoch()):
             return
         started = perf_counter()
         results = self.evaluator.loop(self.data, max_epochs=1, epoch_length=self.epoch_length)

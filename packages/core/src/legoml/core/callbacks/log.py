@@ -65,6 +65,7 @@ class LoggingCallback(Callback):
             self.logger.info(
                 f"{self.name}_start",
                 max_epochs=state.max_epochs,
+                max_steps=state.max_steps,
                 epoch_length=state.epoch_length,
                 resumed_at_step=state.global_step or None,
             )

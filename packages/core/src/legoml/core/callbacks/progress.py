@@ -77,10 +77,11 @@ class ProgressBarCallback(Callback):
         if not self._enabled:
             return
         state = engine.state
+        of = "" if state.max_epochs is None else f"/{state.max_epochs}"
         self.bar = tqdm(
-            total=state.epoch_length,
+            total=state.epoch_end_step(),  # a last epoch cut by max_steps ends early
             initial=state.step,
-            desc=f"{self.desc} {state.epoch}/{state.max_epochs}",
+            desc=f"{self.desc} {state.epoch}{of}",
             file=self.file,
             leave=self.leave,
             dynamic_ncols=True,
