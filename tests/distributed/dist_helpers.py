@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -151,12 +152,23 @@ def ddp_worker(rank: int, world: int, port: int, folder: str) -> None:
 
 
 # ----------------------------------------------------------------- the app's sharded evaluation
+def four_classes() -> Any:
+    """A dataset node whose facts say four classes, like the synthetic splits."""
+    from legoml_mnist import MNISTNode
+
+    class FourClasses(MNISTNode, register=False):
+        @property
+        def classes(self) -> tuple[str, ...]:
+            return ("a", "b", "c", "d")
+
+    return dataclass(frozen=True)(FourClasses)()
+
+
 def evaluate_shard(rank: int, world: int) -> dict[str, Any]:
     """The app's ``evaluate_split`` on the synthetic TEST_N split (batches of 16, no
     padding), counting the examples this rank's model actually saw."""
     from legoml.data import Split
-    from legoml_mnist.evaluator import evaluate_split
-    from legoml_mnist.nodes import LoaderNode, MetricsNode
+    from legoml_mnist import ImageClassificationNode, LoaderNode, evaluate_split
 
     images, labels = synthetic(TEST_N, seed=2)
     model = tiny_model()
@@ -165,8 +177,9 @@ def evaluate_shard(rank: int, world: int) -> dict[str, Any]:
     report = evaluate_split(
         model,
         Split(images=images, labels=labels),
+        task=ImageClassificationNode(),
+        dataset=four_classes(),
         loader=LoaderNode(eval_batch_size=16),
-        metrics=MetricsNode(num_classes=4),
         device=torch.device("cpu"),
         amp=None,
         channels_last=False,

@@ -30,17 +30,18 @@ def test_ranks_split_the_evaluation_and_agree_with_one_process(tmp_path: Path, w
 
 
 def test_more_ranks_than_examples_is_a_clear_error() -> None:
+    from dist_helpers import four_classes
+
     from legoml.data import Split
-    from legoml_mnist.errors import AppError
-    from legoml_mnist.evaluator import evaluate_split
-    from legoml_mnist.nodes import LoaderNode, MetricsNode
+    from legoml_mnist import AppError, ImageClassificationNode, LoaderNode, evaluate_split
 
     with pytest.raises(AppError, match="fewer than the 4 ranks"):
         evaluate_split(
             torch.nn.Identity(),
             Split(images=torch.zeros(3, 8, 8, dtype=torch.uint8), labels=torch.zeros(3, dtype=torch.int64)),
+            task=ImageClassificationNode(),
+            dataset=four_classes(),
             loader=LoaderNode(),
-            metrics=MetricsNode(num_classes=4),
             device=torch.device("cpu"),
             amp=None,
             channels_last=False,

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from legoml.data import BatchLoader, DataConfigError
+from legoml_mnist import LoaderNode, TrainerForImageClassificationNode
 from legoml_mnist.distributed import (
     DEFAULT_TIMEOUT_S,
     TIMEOUT_ENV,
@@ -22,8 +23,7 @@ from legoml_mnist.distributed import (
     train_distributed,
 )
 from legoml_mnist.errors import AppError
-from legoml_mnist.nodes import LoaderNode, TrainerForImageClassificationNode
-from legoml_mnist.trainer import _rank_loader
+from legoml_mnist.loaders import rank_share
 
 
 def ids(n: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -103,11 +103,11 @@ def test_loader_state_with_another_global_batch_is_refused() -> None:
 
 def test_global_batch_is_split_evenly_over_the_ranks() -> None:
     loader = LoaderNode(batch_size=64)
-    assert _rank_loader(loader, 1) is loader
-    assert _rank_loader(loader, 2).batch_size == 32
-    assert _rank_loader(loader, 4).batch_size == 16
+    assert rank_share(loader, 1) is loader
+    assert rank_share(loader, 2).batch_size == 32
+    assert rank_share(loader, 4).batch_size == 16
     with pytest.raises(AppError, match=r"loader.batch_size=64 is the global batch .* 3 ranks"):
-        _rank_loader(loader, 3)
+        rank_share(loader, 3)
 
 
 def test_collective_timeout_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -90,7 +90,7 @@ def test_eio_on_a_checkpoint_fsync_stops_clearly_then_resumes(tmp_path: Path) ->
 
 def _checkpoint_bytes() -> int:
     """About what one checkpoint of the default model takes: weights and two AdamW moments."""
-    from legoml_mnist.nodes import TrainerForImageClassificationNode
+    from legoml_mnist import TrainerForImageClassificationNode
 
     params = sum(p.numel() for p in TrainerForImageClassificationNode().model.build().parameters())
     return 12 * params + 64 * 1024

@@ -164,7 +164,7 @@ def run_trial(reference: Reference, work: Path, kills: list[Kill]) -> list[str]:
     final = latest_checkpoint(run_dir)
     assert final.name == latest_checkpoint(reference.run_dir).name
     got = load_checkpoint(final)
-    for key in ("context", "engine", "epoch", "global_step", "metrics", "config", "extra"):
+    for key in ("context", "engine", "epoch", "global_step", "metrics", "config"):
         assert_same_tree(got[key], reference.checkpoint[key], key)
     model, optimizer = got["context"]["model"], got["context"]["optimizer"]
     for name, tensor in reference.checkpoint["context"]["model"].items():

@@ -1,23 +1,26 @@
-"""legoml-mnist: the MNIST app wiring every LegoML package into train/eval entry points."""
+"""legoml-mnist: MNIST-family experiments wiring every LegoML package into train/eval.
 
-from legoml_mnist.builders import (
-    build_dataloader,
-    build_metrics,
-    build_model,
-    build_optimizer_and_scheduler,
-)
+A ``TrainerNode`` names a dataset node (``MNISTNode``, ``FashionMNISTNode``) and a task node
+(``ImageClassificationNode``, ``ReconstructionNode``); ``node.build().train()`` runs it.
+"""
+
+from legoml_mnist.datasets import DatasetNode, FashionMNISTNode, MNISTNode
 from legoml_mnist.errors import AppError
-from legoml_mnist.evaluator import EvalReport, ImageClassificationEvaluator
-from legoml_mnist.nodes import (
-    AugmentNode,
-    CollatorNode,
-    DatasetNode,
+from legoml_mnist.evaluation import evaluate_split
+from legoml_mnist.evaluator import (
+    Evaluator,
     EvaluatorForImageClassificationNode,
-    LoaderNode,
-    MetricsNode,
-    TrainerForImageClassificationNode,
+    EvaluatorNode,
 )
-from legoml_mnist.trainer import ImageClassificationTrainer, TrainResult
+from legoml_mnist.loaders import AugmentNode, CollatorNode, LoaderNode
+from legoml_mnist.recipes import recipe
+from legoml_mnist.tasks import EvalReport, ImageClassificationNode, ReconstructionNode, TaskNode
+from legoml_mnist.trainer import (
+    Trainer,
+    TrainerForImageClassificationNode,
+    TrainerNode,
+    TrainResult,
+)
 
 __all__ = [
     "AppError",
@@ -25,15 +28,19 @@ __all__ = [
     "CollatorNode",
     "DatasetNode",
     "EvalReport",
+    "Evaluator",
     "EvaluatorForImageClassificationNode",
-    "ImageClassificationEvaluator",
-    "ImageClassificationTrainer",
+    "EvaluatorNode",
+    "FashionMNISTNode",
+    "ImageClassificationNode",
     "LoaderNode",
-    "MetricsNode",
+    "MNISTNode",
+    "ReconstructionNode",
+    "TaskNode",
     "TrainResult",
+    "Trainer",
     "TrainerForImageClassificationNode",
-    "build_dataloader",
-    "build_metrics",
-    "build_model",
-    "build_optimizer_and_scheduler",
+    "TrainerNode",
+    "evaluate_split",
+    "recipe",
 ]

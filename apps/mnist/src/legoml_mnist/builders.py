@@ -1,51 +1,47 @@
-"""Builder helpers: turn the experiment's nodes into live objects from the LegoML libraries."""
+"""Builder helpers: turn an experiment's nodes into live objects from the LegoML libraries."""
 
 from __future__ import annotations
 
 import os
-import random
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
-from legoml.core import cpu_supports_bf16, detect_device
-from legoml.data import (
-    FASHION_MNIST,
-    MNIST,
-    BatchLoader,
-    BatchTransform,
-    RandomAffine,
-    RandomShift,
-    Split,
-    limit,
-    load_mnist,
+from legoml.core import (
+    Callback,
+    CheckpointCallback,
+    Context,
+    LoggingCallback,
+    LRSchedulerCallback,
+    MetricsCallback,
+    NonFiniteLossGuard,
+    ProgressBarCallback,
+    TimerCallback,
+    detect_device,
+    get_world_size,
+    keep_freed_memory,
+    resolve_amp_dtype,
+    seed_everything,
+    wrap_ddp,
 )
-from legoml.metrics import F1Score, Metric, MultiClassAccuracy
-from legoml.nn import ModuleNode, OptimizerNode, SchedulerNode
-from legoml.track import load_model_from_checkpoint
+from legoml.metrics import MeanLoss
+from legoml.nn import ModuleNode
+from legoml.track import Run, load_model_from_checkpoint, save_checkpoint
 from legoml_mnist.errors import AppError
-from legoml_mnist.nodes import AugmentNode, DatasetNode, LoaderNode, MetricsNode
+
+if TYPE_CHECKING:
+    from legoml_mnist.trainer import TrainerNode
 
 __all__ = [
-    "build_augmentation",
-    "build_dataloader",
-    "build_metrics",
+    "build_context",
     "build_model",
-    "build_optimizer_and_scheduler",
-    "load_splits",
+    "checkpointer",
+    "prepare_process",
     "resolve_device",
-    "resolve_precision",
-    "seed_everything",
+    "train_callbacks",
 ]
-
-
-def seed_everything(seed: int, deterministic: bool = False) -> None:
-    """Seed python and torch; ``deterministic`` also asks torch for deterministic kernels."""
-    random.seed(seed)
-    torch.manual_seed(seed)
-    if deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=True)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -59,75 +55,16 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype: ``auto`` is bf16 on CPUs with native bf16 and on CUDA that has it,
-    fp16 on other CUDA devices, fp32 (no autocast) elsewhere."""
-    if precision == "fp32":
-        return None
-    if precision == "bf16":
-        return torch.bfloat16
-    if precision == "fp16":
-        return torch.float16
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if device.type == "cpu" and cpu_supports_bf16():
-        return torch.bfloat16
-    return None
-
-
-def load_splits(node: DatasetNode) -> tuple[Split, Split]:
-    """The (train, test) splits in memory, cut to ``limit_*`` examples when set."""
-    dataset = FASHION_MNIST if node.name == "fashion-mnist" else MNIST
-    train = load_mnist("train", root=node.root, dataset=dataset)
-    test = load_mnist("test", root=node.root, dataset=dataset)
-    if node.limit_train is not None:
-        train = limit(train, node.limit_train)
-    if node.limit_test is not None:
-        test = limit(test, node.limit_test)
-    return train, test
-
-
-def build_augmentation(node: AugmentNode) -> BatchTransform | None:
-    """A batched transform for training batches, or ``None`` when augmentation is off."""
-    if not node.enabled():
-        return None
-    if node.degrees == 0 and node.scale == 0:
-        return RandomShift(max_shift=node.max_shift)
-    return RandomAffine(
-        degrees=node.degrees,
-        translate=(node.max_shift / 28.0, node.max_shift / 28.0),
-        scale=(1.0 - node.scale, 1.0 + node.scale),
-    )
-
-
-def build_dataloader(
-    split: Split,
-    node: LoaderNode,
-    *,
-    train: bool,
-    seed: int = 0,
-    device: torch.device | None = None,
-    rank: int = 0,
-    world_size: int = 1,
-) -> BatchLoader:
-    """An in-memory loader over ``split``: shuffled and augmented for training, plain and
-    in large batches for evaluation; sharded per rank when ``world_size > 1`` (evaluation
-    shards are not padded: each example is counted once across the ranks)."""
-    return BatchLoader(
-        split.images,
-        split.labels,
-        batch_size=node.batch_size if train else node.eval_batch_size,
-        shuffle=node.shuffle if train else False,
-        seed=seed,
-        drop_last=node.drop_last if train else False,
-        transform=build_augmentation(node.augment) if train else None,
-        device=device,
-        rank=rank,
-        world_size=world_size,
-        even_shards=train,
-        mean=node.collator.mean,
-        std=node.collator.std,
-    )
+def prepare_process(
+    seed: int, device: str, precision: str, threads: int | None, deterministic: bool = False
+) -> tuple[torch.device, torch.dtype | None]:
+    """Threads, allocator, seeds; returns the device and the autocast dtype."""
+    if threads is not None:
+        torch.set_num_threads(threads)
+    keep_freed_memory()
+    seed_everything(seed, deterministic)
+    resolved = resolve_device(device)
+    return resolved, resolve_amp_dtype(precision, resolved)  # type: ignore[arg-type]
 
 
 def build_model(
@@ -148,24 +85,59 @@ def build_model(
     return model
 
 
-def build_optimizer_and_scheduler(
-    model: nn.Module,
-    optimizer: OptimizerNode,
-    scheduler: SchedulerNode | None,
-    total_steps: int,
-) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler | None]:
-    """The optimizer over ``model``'s parameter groups and its per-step schedule."""
-    opt = optimizer.build(model)
-    sched = scheduler.build(opt, total_steps) if scheduler is not None else None
-    return opt, sched
+def build_context(
+    node: TrainerNode, device: torch.device, amp: torch.dtype | None, total_steps: int
+) -> Context:
+    """Model (DDP-wrapped under torchrun), optimizer, per-step schedule, loss and scaler."""
+    node.task.check_model(node.model, node.dataset)
+    model = build_model(node.model, device=device, channels_last=node.channels_last)
+    if get_world_size() > 1 and device.type == "cuda":  # batch statistics over the global batch
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)  # type: ignore[no-untyped-call]
+    optimizer = node.optimizer.build(model)
+    scheduler = node.scheduler.build(optimizer, total_steps) if node.scheduler else None
+    fp16_cuda = amp == torch.float16 and device.type == "cuda"
+    return Context(
+        model=wrap_ddp(model, device),
+        optimizer=optimizer,
+        loss_fn=node.task.loss_fn(train=True),
+        device=device,
+        scheduler=scheduler,
+        scaler=torch.amp.GradScaler("cuda") if fp16_cuda else None,
+    )
 
 
-def build_metrics(node: MetricsNode) -> dict[str, Metric]:
-    """Named metrics for training and evaluation (``accuracy``, ``top<k>``, ``f1``)."""
-    metrics: dict[str, Metric] = {"accuracy": MultiClassAccuracy()}
-    for k in node.top_k:
-        if k > 1:
-            metrics[f"top{k}_accuracy"] = MultiClassAccuracy(top_k=k)
-    if node.f1:
-        metrics["f1"] = F1Score(num_classes=node.num_classes, average="macro")
-    return metrics
+def train_callbacks(node: TrainerNode, context: Context) -> list[Callback]:
+    """Metrics, schedule, guard, timer, logging and progress of a training run."""
+    callbacks: list[Callback] = [
+        MetricsCallback(
+            metrics=node.task.metrics(node.dataset), loss=MeanLoss(), prefix="train/",
+            running_every=50,
+        ),
+        NonFiniteLossGuard(),
+        TimerCallback(),
+        LoggingCallback(every_n_steps=node.log_every_steps),
+    ]
+    if context.scheduler is not None:
+        callbacks.append(LRSchedulerCallback(interval="step"))
+    if node.progress:
+        callbacks.append(ProgressBarCallback(desc="train"))
+    return callbacks
+
+
+def checkpointer(node: TrainerNode, tracker: Run | None) -> CheckpointCallback:
+    """Rank 0's checkpointer writes into the run; the other ranks' never write (so any folder
+    does) and only meet its barriers at the same steps."""
+    return CheckpointCallback(
+        tracker.checkpoints_dir if tracker is not None else Path(node.runs_root),
+        saver=save_checkpoint,
+        every_n_steps=node.checkpoint_every_steps,
+        every_n_epochs=node.checkpoint_every_epochs or None,
+        keep_last=node.keep_last,
+        config=node.to_dict(),
+    )
+
+
+def loop_limits(epochs: float, batches: int) -> dict[str, Any]:
+    """``epochs`` may be fractional: training stops after ``round(epochs * batches)`` steps."""
+    total = max(1, round(epochs * batches))
+    return {"max_epochs": -(-total // batches), "max_steps": total}

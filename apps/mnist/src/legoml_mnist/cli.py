@@ -1,4 +1,4 @@
-"""``legoml-mnist``: train, evaluate and print the config of the MNIST experiment.
+"""``legoml-mnist``: train, evaluate and print the config of the MNIST-family experiments.
 
 Every problem the user can fix (bad flag, bad config, missing data or checkpoint) ends the
 command with one ``error: ...`` line on stderr and a non-zero exit code, no traceback.
@@ -16,18 +16,19 @@ from typing import NoReturn
 
 from legoml.core import CoreError
 from legoml.data import DataError
-from legoml.nn import ConfigError, apply_overrides
+from legoml.metrics import MetricError
+from legoml.nn import ConfigError, NNError, apply_overrides
 from legoml.track import TrackError
 from legoml_mnist.errors import AppError
+from legoml_mnist.evaluator import EvaluatorNode
 from legoml_mnist.logs import configure_logging
-from legoml_mnist.nodes import (
-    EvaluatorForImageClassificationNode,
-    TrainerForImageClassificationNode,
-)
+from legoml_mnist.recipes import DATASET_NAMES, TASK_NAMES, recipe
+from legoml_mnist.trainer import TrainerNode
+from legoml_mnist.upgrade import trainer_from_config
 
 __all__ = ["build_parser", "load_config", "main"]
 
-USER_ERRORS = (AppError, ConfigError, DataError, TrackError, CoreError)
+USER_ERRORS = (AppError, NNError, ConfigError, DataError, MetricError, TrackError, CoreError)
 MAX_CONFIG_BYTES = 1 << 20  # a full config is ~2 KB; anything near this is not a config
 
 
@@ -42,8 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="legoml-mnist", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    train = commands.add_parser("train", help="train the MNIST experiment")
+    train = commands.add_parser("train", help="train an experiment (default: the MNIST classifier)")
     train.add_argument("--config", type=Path, help="JSON config (as printed by `legoml-mnist config`)")
+    _add_recipe_flags(train)
     train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                        help="override a config field, e.g. --set optimizer.lr=0.002 (repeatable)")
     train.add_argument("--epochs", type=float, help="epochs to train (fractions allowed)")
@@ -65,14 +67,27 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto")
     ev.add_argument("--limit-test", type=int, metavar="N")
 
-    commands.add_parser("config", help="print the default training config as JSON")
+    config = commands.add_parser("config", help="print a recipe's training config as JSON")
+    _add_recipe_flags(config)
     return parser
 
 
-def load_config(path: Path | None) -> TrainerForImageClassificationNode:
-    """The training config from a JSON file (validated), or the default one."""
+def _add_recipe_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dataset", choices=DATASET_NAMES,
+                        help="start from the recipe tuned for this dataset (default mnist)")
+    parser.add_argument("--task", choices=TASK_NAMES,
+                        help="start from the recipe for this task (default classification)")
+
+
+def _recipe(args: argparse.Namespace) -> TrainerNode:
+    return recipe(args.dataset or "mnist", args.task or "classification")
+
+
+def load_config(path: Path | None, default: TrainerNode | None = None) -> TrainerNode:
+    """The training config from a JSON file (validated; older layouts upgraded), or
+    ``default`` (the MNIST classifier recipe)."""
     if path is None:
-        return TrainerForImageClassificationNode()
+        return default if default is not None else recipe()
     try:
         with path.open("rb") as handle:
             data = handle.read(MAX_CONFIG_BYTES + 1)
@@ -87,14 +102,20 @@ def load_config(path: Path | None) -> TrainerForImageClassificationNode:
     except OSError as err:
         raise AppError(f"cannot read config file {path}: {err.strerror}") from None
     try:
-        node = TrainerForImageClassificationNode.from_json(text)
-    except ConfigError as err:
-        raise ConfigError(f"{path}: {err}") from None
-    return node
+        data = json.loads(text)
+    except ValueError as err:
+        raise ConfigError(f"{path}: not valid JSON: {err}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: JSON nested too deeply") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a config is a JSON object with a 'type' key (see `legoml-mnist config`)")
+    return trainer_from_config(data, str(path))
 
 
-def _train_node(args: argparse.Namespace) -> TrainerForImageClassificationNode:
-    node = load_config(args.config)
+def _train_node(args: argparse.Namespace) -> TrainerNode:
+    if args.config is not None and (args.dataset or args.task):
+        raise AppError("--dataset/--task pick a recipe; with --config the file says both")
+    node = load_config(args.config, _recipe(args))
     flags = {
         "epochs": args.epochs,
         "seed": args.seed,
@@ -123,20 +144,20 @@ def _train(args: argparse.Namespace) -> int:
         result = node.build().train(resume=args.resume)
     if result.report is not None and result.run_dir is not None:
         _out(result.report.text())
-        _out(f"trained {result.global_step} steps in {result.train_seconds:.1f} s; "
-             f"test accuracy {result.final_metrics['test/accuracy']:.4f}")
+        figures = "; ".join(f"{k} {v:.4f}" for k, v in result.final_metrics.items())
+        _out(f"trained {result.global_step} steps in {result.train_seconds:.1f} s; {figures}")
         _out(f"run directory: {result.run_dir}")
     return 0
 
 
-def _config_of_run(resume: Path, fallback: TrainerForImageClassificationNode) -> TrainerForImageClassificationNode:
+def _config_of_run(resume: Path, fallback: TrainerNode) -> TrainerNode:
     """A resumed run keeps its own config (flags given with --resume still apply on top)."""
     folder = resume if resume.is_dir() else resume.parent.parent
     config = folder / "config.json"
     if not config.is_file():
         return fallback
     saved = load_config(config)
-    defaults = TrainerForImageClassificationNode()
+    defaults = TrainerNode()
     changed = {
         key: getattr(fallback, key)
         for key in ("epochs", "seed", "device", "runs_root", "checkpoint_every_steps", "progress")
@@ -146,11 +167,10 @@ def _config_of_run(resume: Path, fallback: TrainerForImageClassificationNode) ->
 
 
 def _eval(args: argparse.Namespace) -> int:
-    node = EvaluatorForImageClassificationNode(
-        checkpoint=args.checkpoint, runs_root=args.runs_root, device=args.device
+    node = EvaluatorNode(
+        checkpoint=args.checkpoint, runs_root=args.runs_root, device=args.device,
+        limit_test=args.limit_test,
     )
-    if args.limit_test is not None:
-        node = node.fork(**{"dataset.limit_test": args.limit_test})
     report = node.build().eval()
     _out(report.text())
     _out(f"checkpoint: {report.checkpoint}")
@@ -180,7 +200,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     try:
         if args.command == "config":
-            _out(json.dumps(TrainerForImageClassificationNode().to_dict(), indent=2))
+            _out(json.dumps(_recipe(args).to_dict(), indent=2))
             return 0
         if args.command == "eval":
             return _eval(args)

@@ -37,10 +37,9 @@ import torch
 import torch.distributed as dist
 
 from legoml.core import CoreError, distributed_session, get_rank, get_world_size
-from legoml.track import find_latest_checkpoint
+from legoml.track import resolve_checkpoint
 from legoml_mnist.errors import AppError
-from legoml_mnist.nodes import TrainerForImageClassificationNode
-from legoml_mnist.trainer import TrainResult
+from legoml_mnist.trainer import TrainerNode, TrainResult
 
 __all__ = [
     "DEFAULT_TIMEOUT_S",
@@ -71,7 +70,7 @@ class RankFailureError(AppError):
 
 
 def train_distributed(
-    node: TrainerForImageClassificationNode, resume: str | Path | None = None
+    node: TrainerNode, resume: str | Path | None = None
 ) -> TrainResult:
     """Join the process group torchrun describes, train, and leave it (also on errors)."""
     if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
@@ -138,8 +137,9 @@ def shared_checkpoint(resume: str | Path) -> Path:
     latest checkpoint once (so no rank races a newer save), the others check they see it."""
     chosen: list[object] = [None]
     if get_rank() == 0:
-        latest = _latest(Path(resume))
-        chosen = [(str(latest), latest.is_file())]
+        path = Path(resume)
+        latest = resolve_checkpoint(path) if path.exists() else None
+        chosen = [(str(latest or path), latest is not None)]
     if get_world_size() > 1:
         dist.broadcast_object_list(chosen, src=0)
     name, found = cast(tuple[str, bool], chosen[0])
@@ -155,14 +155,6 @@ def shared_checkpoint(resume: str | Path) -> Path:
             "several machines keep the run directory on a filesystem every node mounts"
         )
     return checkpoint
-
-
-def _latest(path: Path) -> Path:
-    if path.is_dir():
-        folder = path / "checkpoints"
-        latest = find_latest_checkpoint(folder) if folder.is_dir() else None
-        return latest if latest is not None else path
-    return path
 
 
 def _peer_lost(err: BaseException) -> bool:

@@ -4,12 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from legoml_mnist.evaluator import EvalReport
-from legoml_mnist.nodes import (
-    EvaluatorForImageClassificationNode,
-    TrainerForImageClassificationNode,
-)
-from legoml_mnist.trainer import TrainResult
+from legoml_mnist.evaluator import EvalReport, EvaluatorForImageClassificationNode
+from legoml_mnist.trainer import TrainerForImageClassificationNode, TrainResult
 
 __all__ = ["test_tiny_cnn_baseline", "train_tiny_cnn_baseline"]
 

@@ -39,3 +39,17 @@ def save_confusion_png(matrix: torch.Tensor, path: Path) -> Path:
     finally:
         plt.close(fig)
     return path
+
+
+def save_reconstruction_grid(originals: torch.Tensor, reconstructions: torch.Tensor, path: Path) -> Path:
+    """Two rows per block of images: originals above their reconstructions (pixels in [0, 1])."""
+    from torchvision.utils import save_image
+
+    count = originals.shape[0]
+    per_row = min(count, 8)
+    rows = []
+    for start in range(0, count, per_row):
+        rows += [originals[start : start + per_row], reconstructions[start : start + per_row]]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_image(torch.cat(rows).clamp(0.0, 1.0), path, nrow=per_row, padding=2, pad_value=0.5)
+    return path

@@ -62,9 +62,11 @@ def resolve_checkpoint(path: str | os.PathLike[str]) -> Path | None:
         raise CheckpointError(f"no such checkpoint or run directory: {target}; check the path")
     if target.is_file():
         return target
+    folder = target / "checkpoints"
+    if folder.is_dir():  # a run directory (or a copy of one without its meta.json)
+        return find_latest_checkpoint(folder)
     if (target / "meta.json").is_file():
-        folder = target / "checkpoints"
-        return find_latest_checkpoint(folder) if folder.is_dir() else None
+        return None
     return find_latest_checkpoint(target)
 
 

@@ -82,7 +82,7 @@ class ConvAutoencoderNode(ModuleNode):
         encoder: list[nn.Module] = []
         width = self.in_channels
         for out in self.channels:
-            conv = nn.Conv2d(width, out, 3, stride=2, padding=1, bias=not self.batch_norm)
+            conv: nn.Module = nn.Conv2d(width, out, 3, stride=2, padding=1, bias=not self.batch_norm)
             encoder += self._stage(conv, out)
             width = out
         shape = self._code_shape()
