@@ -13,6 +13,7 @@ from legoml.core import (
     Callback,
     CheckpointCallback,
     Context,
+    Engine,
     LoggingCallback,
     LRSchedulerCallback,
     MetricsCallback,
@@ -21,6 +22,7 @@ from legoml.core import (
     TimerCallback,
     detect_device,
     get_world_size,
+    is_main_process,
     keep_freed_memory,
     resolve_amp_dtype,
     seed_everything,
@@ -28,7 +30,15 @@ from legoml.core import (
 )
 from legoml.metrics import MeanLoss
 from legoml.nn import ModuleNode
-from legoml.track import Run, load_model_from_checkpoint, save_checkpoint
+from legoml.track import (
+    Run,
+    load_model_from_checkpoint,
+    resolve_checkpoint,
+    restore_checkpoint,
+    resume_run,
+    run,
+    save_checkpoint,
+)
 from legoml_mnist.errors import AppError
 
 if TYPE_CHECKING:
@@ -38,6 +48,8 @@ __all__ = [
     "build_context",
     "build_model",
     "checkpointer",
+    "loop_limits",
+    "open_run",
     "prepare_process",
     "resolve_device",
     "train_callbacks",
@@ -135,6 +147,21 @@ def checkpointer(node: TrainerNode, tracker: Run | None) -> CheckpointCallback:
         keep_last=node.keep_last,
         config=node.to_dict(),
     )
+
+
+def open_run(
+    node: TrainerNode, resume: str | Path | None, context: Context, engine: Engine
+) -> Run | None:
+    """Rank 0 opens, or resumes in one call, the run directory; the other ranks only
+    restore the checkpoint (rank 0 restarts a run without checkpoints from step 0)."""
+    if not is_main_process():
+        found = resolve_checkpoint(resume) if resume is not None else None
+        if found is not None:
+            restore_checkpoint(found, context, engine)
+        return None
+    if resume is None:
+        return run(name=node.run_name, root=node.runs_root, config=node, seed=node.seed)
+    return resume_run(resume, context, engine, config=node, seed=node.seed, create=False)
 
 
 def loop_limits(epochs: float, batches: int) -> dict[str, Any]:

@@ -14,15 +14,7 @@ from typing import Annotated, Literal
 
 import structlog
 
-from legoml.core import (
-    Context,
-    Engine,
-    barrier,
-    get_rank,
-    get_world_size,
-    is_main_process,
-    unwrap_model,
-)
+from legoml.core import Engine, barrier, get_rank, get_world_size, unwrap_model
 from legoml.nn import (
     AdamWNode,
     Check,
@@ -33,18 +25,12 @@ from legoml.nn import (
     SchedulerNode,
     TinyCNNNode,
 )
-from legoml.track import (
-    Run,
-    TrackingCallback,
-    resolve_checkpoint,
-    restore_checkpoint,
-    resume_run,
-    run,
-)
+from legoml.track import TrackingCallback
 from legoml_mnist.builders import (
     build_context,
     checkpointer,
     loop_limits,
+    open_run,
     prepare_process,
     train_callbacks,
 )
@@ -140,7 +126,7 @@ class Trainer:
         context = build_context(node, device, amp, limits["max_steps"])
         step = task.train_step(amp=amp, clip_grad_norm=node.clip_grad_norm, channels_last=node.channels_last)
         engine = Engine(step, context, train_callbacks(node, context))
-        tracker = self._open(resume, context, engine)
+        tracker = open_run(node, resume, context, engine)
         barrier()  # every rank has read the checkpoint before rank 0 may write the next one
         with tracker if tracker is not None else nullcontext():
             if tracker is not None:  # the per-step loss apart from the epoch-mean train/loss
@@ -166,15 +152,3 @@ class Trainer:
         seconds = float(state.timings.get("total", 0.0))
         log.info("trained", steps=state.global_step, train_seconds=round(seconds, 2), **final)
         return TrainResult(tracker.dir if tracker is not None else None, final, seconds, state.global_step, report)
-
-    def _open(self, resume: str | Path | None, context: Context, engine: Engine) -> Run | None:
-        """Rank 0 opens (or resumes) the run directory; the other ranks only restore."""
-        node = self.node
-        if not is_main_process():  # rank 0 restarts a run without checkpoints from step 0
-            found = resolve_checkpoint(resume) if resume is not None else None
-            if found is not None:
-                restore_checkpoint(found, context, engine)
-            return None
-        if resume is None:
-            return run(name=node.run_name, root=node.runs_root, config=node, seed=node.seed)
-        return resume_run(resume, context, engine, config=node, seed=node.seed, create=False)
