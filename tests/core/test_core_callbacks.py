@@ -97,7 +97,7 @@ def test_metrics_callback_flattens_dicts_and_keeps_non_scalars() -> None:
     callback = MetricsCallback({"report": Report()}, prefix="val/")
     engine = Engine(fixed_outputs([out([[1, 0]], [0])]), Context(torch.nn.Identity()), [callback])
     metrics = engine.loop([0, 1, 2]).metrics
-    assert metrics == {"val/report/count": 3.0, "val/report/nested/half": 1.5}
+    assert metrics == {"val/report/count": 3.0, "val/report/nested/half": 1.5, "val/loss": 1.0}
     assert torch.equal(callback.results["report"]["matrix"], torch.eye(2))
 
 
@@ -149,7 +149,7 @@ def test_eval_callback_runs_every_n_epochs_and_after_the_last() -> None:
     trainer = Engine(make_supervised_train_step(), context, [cb, MetricsCallback([Accuracy()])])
     state = trainer.loop(batches, max_epochs=5)
     assert runs == [2, 4, 5]
-    assert set(state.metrics) == {"train/accuracy", "val/accuracy", "val/loss"}
+    assert set(state.metrics) == {"train/accuracy", "train/loss", "val/accuracy", "val/loss"}
     assert cb.last_metrics == {k: v for k, v in state.metrics.items() if k.startswith("val/")}
     assert state.timings["eval"] > 0
     assert context.model.training is False  # the evaluator left the model in eval mode

@@ -186,8 +186,8 @@ def test_bf16_autocast_scaler_and_clipping() -> None:
 @pytest.mark.parametrize(
     ("batch", "match"),
     [
-        (["not", "tensors"], r"tensor of inputs or \(inputs, labels\) batches, got list"),
-        ({"x": torch.zeros(2)}, "got dict"),
+        (["not", "tensors"], r"tensor of inputs, \(inputs, labels\) batches or a dict.*got list"),
+        ({"a": torch.zeros(2)}, r"got dict with keys \['a'\]; pass input_key="),
         ((torch.zeros(1), torch.zeros(1), torch.zeros(1)), "got tuple"),
     ],
 )

@@ -183,7 +183,7 @@ def test_custom_prepare_batch_and_bad_batches() -> None:
         prepare_batch=lambda b, device, nb: (b["image"].to(device), b["label"].to(device))
     )
     assert Engine(step, context).loop(dict_batches).global_step == 6
-    with pytest.raises(EngineError, match=r"\(inputs, targets\) batches, got Tensor"):
+    with pytest.raises(EngineError, match=r"\(inputs, targets\) batches or a dict .*, got Tensor"):
         Engine(make_supervised_train_step(), context).loop([torch.zeros(3, 8)])
     with pytest.raises(EngineError, match="optimizer and context.loss_fn"):
         Engine(make_supervised_train_step(), Context(model)).loop(batches)

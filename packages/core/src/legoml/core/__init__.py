@@ -30,6 +30,7 @@ from legoml.core.distributed import (
     init_distributed,
     is_distributed,
     is_main_process,
+    release_ddp,
     wrap_ddp,
 )
 from legoml.core.engine import Engine, StepFn
@@ -38,6 +39,7 @@ from legoml.core.errors import (
     CoreError,
     DistributedError,
     EngineError,
+    MetricNotFoundError,
     NonFiniteLossError,
     ResumeError,
 )
@@ -82,6 +84,7 @@ __all__ = [
     "LRSchedulerCallback",
     "LoggingCallback",
     "MetricLike",
+    "MetricNotFoundError",
     "MetricsCallback",
     "NonFiniteLossError",
     "NonFiniteLossGuard",
@@ -116,6 +119,7 @@ __all__ = [
     "make_supervised_eval_step",
     "make_supervised_train_step",
     "move_to_device",
+    "release_ddp",
     "resolve_amp_dtype",
     "seed_everything",
     "unwrap_model",

@@ -14,10 +14,26 @@ __all__ = ["Callback", "Priority"]
 class Priority:
     """Run order of hooks at the same event: lower first, ties in list order.
 
-    The built-ins use these so ordering does not depend on how the user lists them:
-    the non-finite guard checks the loss before anything else sees it, metrics and
-    evaluation fill ``state.metrics`` before schedulers, early stopping, logging and
-    progress read them, and checkpoints are written last so they capture everything.
+    The built-ins use these so ordering does not depend on how the user lists them. At
+    every event they run in this order (callbacks before ``add_event_handler`` handlers
+    of equal priority):
+
+    ===============  ====  ======================================================
+    GUARD            -100  NonFiniteLossGuard: checks the loss before anyone sees it
+    TIMER             -50  TimerCallback
+    METRICS           -20  MetricsCallback: fills ``state.metrics``
+    EVALUATION        -10  EvalOnEpochEndCallback: adds the eval metrics
+    DEFAULT             0  user callbacks and handlers unless they say otherwise
+    SCHEDULER          10  LRSchedulerCallback: steps the LR scheduler
+    EARLY_STOPPING     20  EarlyStopping
+    REPORTING          30  LoggingCallback, ProgressBarCallback
+    CHECKPOINT         50  CheckpointCallback: last, so it captures everything
+    AFTER_BUILTINS    100  user code that must see what every built-in did
+    ===============  ====  ======================================================
+
+    So a DEFAULT ``EPOCH_END`` handler sees the epoch's metrics but the learning rate
+    *before* that epoch's scheduler step; use ``priority=Priority.AFTER_BUILTINS``
+    (``add_event_handler`` or a callback's ``priority`` attribute) to see it after.
     """
 
     GUARD = -100
@@ -29,6 +45,7 @@ class Priority:
     EARLY_STOPPING = 20
     REPORTING = 30
     CHECKPOINT = 50
+    AFTER_BUILTINS = 100
 
 
 class Callback:

@@ -12,6 +12,7 @@ Example:
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -37,6 +38,7 @@ __all__ = [
     "init_distributed",
     "is_distributed",
     "is_main_process",
+    "release_ddp",
     "wrap_ddp",
 ]
 
@@ -136,10 +138,35 @@ def init_distributed(
     return DistributedInfo(rank, world, local_rank, device, backend)
 
 
+def release_ddp() -> int:
+    """Detach every live DistributedDataParallel from its process group; returns how many.
+
+    DDP's C++ reducer and logger hold the process group, so ``destroy_process_group``
+    alone leaves gloo's worker threads running until the interpreter finalizes, where one
+    that frees a finished collective's tensors aborts the process (SIGABRT, "terminate
+    called without an active exception"). Dropping them lets the backend be freed (its
+    threads joined) now. The wrapped ``.module`` stays usable; the DDP wrapper does not.
+    """
+    released = 0
+    for obj in gc.get_objects():
+        if issubclass(type(obj), DistributedDataParallel):
+            for name in ("logger", "reducer"):
+                obj.__dict__.pop(name, None)
+            obj.__dict__["_comm_hooks"] = []
+            obj.__dict__["process_group"] = None
+            released += 1
+    gc.collect()
+    return released
+
+
 def destroy_distributed() -> None:
-    """Destroy the process group if one is initialised (safe to call twice)."""
+    """Release DDP's hold on the backend (:func:`release_ddp`), then destroy the process
+    group so its threads stop before interpreter teardown (safe to call twice)."""
     if is_distributed():
+        released = release_ddp()
         dist.destroy_process_group()
+        gc.collect()
+        _log.debug("distributed_destroyed", released_ddp=released)
 
 
 @contextmanager
@@ -148,7 +175,12 @@ def distributed_session(
     timeout: timedelta = timedelta(minutes=10),
     device: torch.device | None = None,
 ) -> Iterator[DistributedInfo]:
-    """:func:`init_distributed` on entry, :func:`destroy_distributed` on exit, errors included."""
+    """:func:`init_distributed` on entry, :func:`destroy_distributed` on exit, errors included.
+
+    On exit, DDP wrappers are detached from the group first (:func:`release_ddp`; use
+    ``ddp.module`` afterwards), so a script that simply returns exits without gloo's
+    teardown abort.
+    """
     info = init_distributed(backend=backend, timeout=timeout, device=device)
     try:
         yield info

@@ -7,6 +7,7 @@ __all__ = [
     "CoreError",
     "DistributedError",
     "EngineError",
+    "MetricNotFoundError",
     "NonFiniteLossError",
     "ResumeError",
 ]
@@ -22,6 +23,11 @@ class EngineError(CoreError, ValueError):
 
 class CallbackError(CoreError, ValueError):
     """A built-in callback got a bad argument or cannot find what it needs."""
+
+
+class MetricNotFoundError(CallbackError):
+    """A monitored metric name is not among the metrics its source reported (a typo, or a
+    metric nobody computes)."""
 
 
 class ResumeError(CoreError, ValueError):

@@ -20,6 +20,7 @@ from legoml.core.device import _CPU, move_to_device
 from legoml.core.errors import EngineError
 from legoml.core.step_output import UnsupervisedStepOutput
 from legoml.core.steps import (
+    _INPUT_KEYS,
     AmpSetting,
     PrepareBatch,
     _AmpDtype,
@@ -27,6 +28,9 @@ from legoml.core.steps import (
     _channels_last,
     _check_common,
     _clear_grads,
+    _describe,
+    _fields,
+    _pick,
     _update,
 )
 
@@ -39,18 +43,61 @@ ReconstructionStep = Callable[["Engine", Any, Context], UnsupervisedStepOutput]
 
 
 def _prepare_inputs(batch: Any, device: torch.device, non_blocking: bool) -> tuple[Any, Tensor]:
-    """``(inputs, inputs)`` from a tensor batch or an ``(inputs, labels)`` pair."""
+    """``(inputs, inputs)`` from a tensor batch, an ``(inputs, labels)`` pair, or a dict
+    (dataclass, namedtuple) batch with an input field (``x``, ``input(s)``, ``image(s)``)."""
     inputs = batch
     if isinstance(batch, (tuple, list)) and len(batch) in (1, 2):
         inputs = batch[0]  # the labels, if any, are not needed
     if not isinstance(inputs, Tensor):
-        raise EngineError(
-            f"reconstruction steps need a tensor of inputs or (inputs, labels) batches, got "
-            f"{type(batch).__name__}; pass prepare_batch= to unpack other layouts"
-        )
+        return _prepare_field_inputs(batch, device, non_blocking)
     if not (device == _CPU and inputs.is_cpu):
         inputs = move_to_device(inputs, device, non_blocking)
     return inputs, inputs
+
+
+def _prepare_field_inputs(
+    batch: Any,
+    device: torch.device,
+    non_blocking: bool,
+    input_key: str | None = None,
+    target_key: str | None = None,
+) -> tuple[Any, Tensor]:
+    """The slow path: inputs (and targets, default the inputs) from a batch's fields."""
+    fields = _fields(batch)
+    try:
+        if fields is None:
+            raise KeyError(input_key)
+        inputs = _pick(fields, input_key, _INPUT_KEYS)
+        targets = inputs if target_key is None else fields[target_key]
+    except KeyError:
+        raise EngineError(
+            f"reconstruction steps need a tensor of inputs, (inputs, labels) batches or a dict "
+            f"with an input key, got {_describe(batch)}; pass input_key= or prepare_batch="
+        ) from None
+    if not isinstance(inputs, Tensor):
+        raise EngineError(
+            f"reconstruction steps need tensor inputs, got {type(inputs).__name__}; "
+            "pass prepare_batch= to unpack other layouts"
+        )
+    inputs = move_to_device(inputs, device, non_blocking)
+    return inputs, inputs if target_key is None else move_to_device(targets, device, non_blocking)
+
+
+def _resolve_prepare(
+    prepare_batch: PrepareBatch | None, input_key: str | None, target_key: str | None
+) -> PrepareBatch:
+    """``prepare_batch``, an unpacker reading the given keys, or the default one."""
+    if prepare_batch is not None and (input_key is not None or target_key is not None):
+        raise EngineError("pass either prepare_batch= or input_key=/target_key=, not both")
+    if prepare_batch is not None:
+        return prepare_batch
+    if input_key is None and target_key is None:
+        return _prepare_inputs
+
+    def prepare(batch: Any, device: torch.device, non_blocking: bool) -> tuple[Any, Tensor]:
+        return _prepare_field_inputs(batch, device, non_blocking, input_key, target_key)
+
+    return prepare
 
 
 def _split_output(output: Any) -> tuple[Tensor, Tensor | None]:
@@ -91,10 +138,14 @@ def make_reconstruction_train_step(
     channels_last: bool = False,
     prepare_batch: PrepareBatch | None = None,
     non_blocking: bool = True,
+    input_key: str | None = None,
+    target_key: str | None = None,
 ) -> ReconstructionStep:
     """Build ``step(engine, batch, context)``: forward, reconstruction loss, backward, update.
 
-    Batches are input tensors or ``(inputs, labels)`` pairs (labels ignored), or whatever
+    Batches are input tensors, ``(inputs, labels)`` pairs (labels ignored), dict (dataclass,
+    namedtuple) batches with an ``x``/``input(s)``/``image(s)`` field or ``input_key`` (and
+    ``target_key`` for a target other than the inputs), or whatever
     ``prepare_batch(batch, device, non_blocking) -> (inputs, targets)`` unpacks, where
     ``targets`` is what the reconstruction should match (e.g. clean images for a
     denoising auto-encoder fed noisy ones). Returns an :class:`UnsupervisedStepOutput` with
@@ -118,7 +169,7 @@ def make_reconstruction_train_step(
     """
     _check_common(1, clip_grad_norm)
     amp_dtype = _AmpDtype(amp)
-    prepare = prepare_batch or _prepare_inputs
+    prepare = _resolve_prepare(prepare_batch, input_key, target_key)
 
     def train_step(engine: Engine, batch: Any, context: Context) -> UnsupervisedStepOutput:
         model, optimizer = context.model, context.optimizer
@@ -153,6 +204,8 @@ def make_reconstruction_eval_step(
     channels_last: bool = False,
     prepare_batch: PrepareBatch | None = None,
     non_blocking: bool = True,
+    input_key: str | None = None,
+    target_key: str | None = None,
 ) -> ReconstructionStep:
     """Build an evaluation ``step(engine, batch, context)`` under ``torch.inference_mode``,
     with the model in eval mode; batches and output as in
@@ -166,7 +219,7 @@ def make_reconstruction_eval_step(
         0.0
     """
     amp_dtype = _AmpDtype(amp)
-    prepare = prepare_batch or _prepare_inputs
+    prepare = _resolve_prepare(prepare_batch, input_key, target_key)
 
     @torch.inference_mode()
     def eval_step(engine: Engine, batch: Any, context: Context) -> UnsupervisedStepOutput:

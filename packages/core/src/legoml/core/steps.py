@@ -1,14 +1,16 @@
 """Ready-made supervised train and eval steps: AMP, GradScaler, accumulation, clipping.
 
 Both read the model, optimizer, loss and device from the :class:`Context`, expect
-``(inputs, targets)`` batches (or a ``prepare_batch`` function) and return a
+``(inputs, targets)`` batches, dict/dataclass/namedtuple batches with input and target
+fields (or ``input_key=``/``target_key=``, or a ``prepare_batch`` function) and return a
 :class:`SupervisedStepOutput` with the loss and detached predictions.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+import dataclasses
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
 import torch
@@ -94,22 +96,99 @@ def _autocast(
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
-def _default_prepare(batch: Any, device: torch.device, non_blocking: bool) -> tuple[Any, Tensor]:
+_INPUT_KEYS = ("x", "input", "inputs", "image", "images")
+"""Field names a dict (dataclass, namedtuple) batch's inputs are found under by default."""
+_TARGET_KEYS = ("y", "target", "targets", "label", "labels")
+"""Field names a dict (dataclass, namedtuple) batch's targets are found under by default."""
+
+_BATCH_HINT = (
+    "supervised steps need (inputs, targets) batches or a dict with input/target keys, got {}; "
+    "pass input_key=/target_key= or prepare_batch="
+)
+
+
+def _fields(batch: Any) -> Mapping[str, Any] | None:
+    """A dict, dataclass or namedtuple batch as a mapping of its fields; else ``None``."""
+    if isinstance(batch, Mapping):
+        return batch
+    if dataclasses.is_dataclass(batch) and not isinstance(batch, type):
+        return {f.name: getattr(batch, f.name) for f in dataclasses.fields(batch)}
+    as_dict = getattr(batch, "_asdict", None)
+    if isinstance(batch, tuple) and callable(as_dict):
+        fields: Mapping[str, Any] = as_dict()
+        return fields
+    return None
+
+
+def _describe(batch: Any) -> str:
+    fields = _fields(batch)
+    if fields is None:
+        return type(batch).__name__
+    return f"{type(batch).__name__} with keys {sorted(map(str, fields))}"
+
+
+def _pick(fields: Mapping[str, Any], key: str | None, defaults: tuple[str, ...]) -> Any:
+    """``fields[key]``, or the first default key present; ``KeyError`` when none is."""
+    if key is not None:
+        return fields[key]
+    for name in defaults:
+        if name in fields:
+            return fields[name]
+    raise KeyError(defaults[0])
+
+
+def _prepare_fields(
+    batch: Any,
+    device: torch.device,
+    non_blocking: bool,
+    input_key: str | None = None,
+    target_key: str | None = None,
+) -> tuple[Any, Any]:
+    """``(inputs, targets)`` from a dict/dataclass/namedtuple batch, moved to ``device``."""
+    fields = _fields(batch)
     try:
-        inputs, targets = batch
-    except (TypeError, ValueError):
-        raise EngineError(
-            f"supervised steps need (inputs, targets) batches, got {type(batch).__name__}; "
-            "pass prepare_batch= to unpack other layouts"
-        ) from None
-    try:
-        if device == _CPU and inputs.is_cpu and targets.is_cpu:
-            return inputs, targets  # the CPU hot path: nothing to move
-    except AttributeError:  # not tensors: nested structures are moved below
-        pass
+        if fields is None:
+            raise KeyError(input_key)
+        inputs = _pick(fields, input_key, _INPUT_KEYS)
+        targets = _pick(fields, target_key, _TARGET_KEYS)
+    except KeyError:
+        raise EngineError(_BATCH_HINT.format(_describe(batch))) from None
     return move_to_device(inputs, device, non_blocking), move_to_device(
         targets, device, non_blocking
     )
+
+
+def _default_prepare(batch: Any, device: torch.device, non_blocking: bool) -> tuple[Any, Tensor]:
+    try:
+        inputs, targets = batch
+    except (TypeError, ValueError):  # not a pair: a dict, dataclass or namedtuple batch?
+        return _prepare_fields(batch, device, non_blocking)
+    try:
+        if device == _CPU and inputs.is_cpu and targets.is_cpu:
+            return inputs, targets  # the CPU hot path: nothing to move
+    except AttributeError:  # not tensors: a 2-key dict, or nested structures moved below
+        if isinstance(batch, Mapping):
+            return _prepare_fields(batch, device, non_blocking)
+    return move_to_device(inputs, device, non_blocking), move_to_device(
+        targets, device, non_blocking
+    )
+
+
+def _resolve_prepare(
+    prepare_batch: PrepareBatch | None, input_key: str | None, target_key: str | None
+) -> PrepareBatch:
+    """The batch unpacker: ``prepare_batch``, one reading the given keys, or the default."""
+    if prepare_batch is not None and (input_key is not None or target_key is not None):
+        raise EngineError("pass either prepare_batch= or input_key=/target_key=, not both")
+    if prepare_batch is not None:
+        return prepare_batch
+    if input_key is None and target_key is None:
+        return _default_prepare
+
+    def prepare(batch: Any, device: torch.device, non_blocking: bool) -> tuple[Any, Tensor]:
+        return _prepare_fields(batch, device, non_blocking, input_key, target_key)
+
+    return prepare
 
 
 _TORCH_ZERO_GRAD = torch.optim.Optimizer.zero_grad
@@ -203,6 +282,8 @@ def make_supervised_train_step(
     channels_last: bool = False,
     non_blocking: bool = True,
     prepare_batch: PrepareBatch | None = None,
+    input_key: str | None = None,
+    target_key: str | None = None,
 ) -> SupervisedStep:
     """Build ``step(engine, batch, context)`` doing forward, loss, backward and update.
 
@@ -216,6 +297,10 @@ def make_supervised_train_step(
             boundaries (gradients are not saved).
         clip_grad_norm: clip the global gradient norm before each update.
         channels_last: convert 4-D inputs to channels-last memory format.
+        prepare_batch: ``(batch, device, non_blocking) -> (inputs, targets)`` on ``device``,
+            for layouts the default unpacker (pairs; dicts, dataclasses, namedtuples with
+            ``x``/``input(s)``/``image(s)`` and ``y``/``target(s)``/``label(s)`` fields) does not know.
+        input_key, target_key: the dict (dataclass, namedtuple) fields to read instead.
 
     Example:
         >>> import torch
@@ -229,7 +314,7 @@ def make_supervised_train_step(
     """
     _check_common(grad_accum_steps, clip_grad_norm)
     amp_dtype = _AmpDtype(amp)
-    prepare = prepare_batch or _default_prepare
+    prepare = _resolve_prepare(prepare_batch, input_key, target_key)
     accum = grad_accum_steps
 
     # One flat function for the hot path: on a tiny CPU model, splitting it into helpers
@@ -304,11 +389,14 @@ def make_supervised_eval_step(
     non_blocking: bool = True,
     prepare_batch: PrepareBatch | None = None,
     compute_loss: bool = True,
+    input_key: str | None = None,
+    target_key: str | None = None,
 ) -> SupervisedStep:
     """Build an evaluation ``step(engine, batch, context)`` under ``torch.inference_mode``.
 
     The model is put in eval mode; the loss is computed when ``compute_loss`` and
-    ``context.loss_fn`` is set (``None`` otherwise).
+    ``context.loss_fn`` is set (``None`` otherwise). Batches are unpacked as in
+    :func:`make_supervised_train_step`.
 
     Example:
         >>> import torch
@@ -319,7 +407,7 @@ def make_supervised_eval_step(
         True
     """
     amp_dtype = _AmpDtype(amp)
-    prepare = prepare_batch or _default_prepare
+    prepare = _resolve_prepare(prepare_batch, input_key, target_key)
 
     @torch.inference_mode()
     def eval_step(engine: Engine, batch: Any, context: Context) -> SupervisedStepOutput:

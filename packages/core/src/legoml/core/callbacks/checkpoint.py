@@ -24,6 +24,7 @@ import torch
 
 from legoml.core._callback_base import Callback, Priority
 from legoml.core._utils import to_scalar
+from legoml.core.callbacks.early_stopping import _monitored
 from legoml.core.distributed import barrier, get_world_size, is_main_process
 from legoml.core.errors import CallbackError, NonFiniteLossError
 from legoml.core.protocols import CheckpointSaver
@@ -82,7 +83,10 @@ class CheckpointCallback(Callback):
     evaluation, schedulers and early stopping did at that point. Only rank 0 writes;
     all ranks meet at a barrier after periodic saves. With ``check_finite`` (default) it
     refuses, with :class:`NonFiniteLossError`, to write a state whose loss or weights are
-    NaN/Inf, so the last good checkpoint survives.
+    NaN/Inf, so the last good checkpoint survives. A ``best_metric`` absent although its
+    source reported (other ``val/...`` metrics for ``val/accuracy``) raises
+    :class:`MetricNotFoundError` naming the metrics available; ``strict=False`` only warns,
+    as does the first epoch end after a resume.
 
     Example:
         >>> import tempfile, torch
@@ -109,6 +113,7 @@ class CheckpointCallback(Callback):
         config: Mapping[str, Any] | None = None,
         extra: Mapping[str, Any] | Callable[[], Mapping[str, Any]] | None = None,
         check_finite: bool = True,
+        strict: bool = True,
     ) -> None:
         for name, value in (
             ("every_n_steps", every_n_steps),
@@ -139,6 +144,8 @@ class CheckpointCallback(Callback):
         self.config = dict(config) if config is not None else None
         self.extra = extra
         self.check_finite = check_finite
+        self.strict = strict
+        self._resumed = False  # a resumed epoch may have measured nothing: only warn
         self.saved: list[str] = []
         self.best_score: float | None = None
         self.best_step: int | None = None
@@ -158,6 +165,7 @@ class CheckpointCallback(Callback):
         self.best_score = None if best is None else float(best)
         step = state.get("best_step")
         self.best_step = None if step is None else int(step)
+        self._resumed = True
 
     # -------------------------------------------------------------- hooks
     def save(self, engine: Engine, context: Context) -> None:
@@ -178,7 +186,8 @@ class CheckpointCallback(Callback):
 
     def on_epoch_end(self, engine: Engine, context: Context) -> None:
         state = engine.state
-        improved = self._main and self._update_best(state.metrics, state.global_step)
+        # every rank checks the name, so a wrong one fails on all of them, not rank 0 alone
+        improved = self._update_best(state.metrics, state.global_step) and self._main
         every = self.every_n_epochs
         payload = None
         if every is not None and state.epoch % every == 0:
@@ -191,8 +200,10 @@ class CheckpointCallback(Callback):
         name = self.best_metric
         if name is None:
             return False
-        if name not in metrics:
-            _log.warning("best_metric_missing", metric=name, available=sorted(metrics))
+        strict, self._resumed = self.strict and not self._resumed, False
+        if not _monitored(
+            "CheckpointCallback(best_metric)", name, metrics, strict, "best_metric_missing"
+        ):
             return False
         value = float(metrics[name])
         best = self.best_score

@@ -7,6 +7,7 @@ from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 from legoml.core._callback_base import Callback, Priority
+from legoml.core.callbacks.metrics import MetricsCallback
 from legoml.core.errors import CallbackError
 
 if TYPE_CHECKING:
@@ -21,8 +22,11 @@ class EvalOnEpochEndCallback(Callback):
     one that ``max_steps`` cut short), run ``evaluator.loop(data)`` and copy its metrics
     into the trainer's ``state.metrics``.
 
-    Evaluator metric names get ``prefix`` unless they already start with it, so give the
-    evaluator's MetricsCallback ``prefix=""`` (``accuracy`` becomes ``val/accuracy``).
+    Evaluator metric names get ``prefix`` once: a name that already starts with it is kept,
+    one that starts with ``train/`` or with the prefix of one of the evaluator's
+    MetricsCallbacks loses that first, so ``accuracy``, ``train/accuracy`` (an evaluator
+    MetricsCallback left at its default prefix) and ``val/accuracy`` all become
+    ``val/accuracy``.
     The evaluation time goes to ``state.timings["eval"]``.
 
     Example:
@@ -72,8 +76,26 @@ class EvalOnEpochEndCallback(Callback):
         results = self.evaluator.loop(self.data, max_epochs=1, epoch_length=self.epoch_length)
         prefix = self.prefix
         self.last_metrics = {
-            (key if key.startswith(prefix) else prefix + key): value
+            self._rename(key, prefix, self._split_prefixes()): value
             for key, value in results.metrics.items()
         }
         state.metrics.update(self.last_metrics)
         state.timings["eval"] = perf_counter() - started
+
+    def _split_prefixes(self) -> tuple[str, ...]:
+        """``train/`` and the non-empty prefixes of the evaluator's MetricsCallbacks."""
+        found = ["train/"]
+        for callback in self.evaluator.callbacks:
+            split = getattr(callback, "prefix", "") if isinstance(callback, MetricsCallback) else ""
+            if split and split not in found:
+                found.append(split)
+        return tuple(found)
+
+    @staticmethod
+    def _rename(key: str, prefix: str, splits: tuple[str, ...]) -> str:
+        if key.startswith(prefix):
+            return key
+        for split in splits:
+            if key.startswith(split):
+                return prefix + key[len(split) :]
+        return prefix + key

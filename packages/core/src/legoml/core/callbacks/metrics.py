@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import structlog
+import torch
+import torch.distributed as dist
+from torch import Tensor
 
 from legoml.core._callback_base import Callback, Priority
 from legoml.core._utils import flatten_scalars, snake_case
@@ -48,12 +52,87 @@ def _check_metric(name: str, metric: object) -> None:
         )
 
 
+class _Default(enum.Enum):
+    """The ``loss=`` default: a fresh sample-weighted mean of the step losses."""
+
+    MEAN_LOSS = "mean loss"
+
+
+class _MeanLoss:
+    """Sample-weighted running mean of the step losses: core's stand-in for
+    ``legoml.metrics.MeanLoss``, so ``train/loss`` is reported without that package.
+
+    A scalar batch loss counts ``len(targets)`` times, per-sample (1-d) losses once each; the
+    sum stays a float64 tensor on the loss's device (no sync per step).
+    """
+
+    name = "loss"
+
+    def __init__(self) -> None:
+        self.total: Tensor | None = None
+        self.count = 0
+        self._reduced = False
+
+    def reset(self) -> None:
+        self.total, self.count, self._reduced = None, 0, False
+
+    def update(self, loss: Tensor, targets: Any = None) -> None:
+        if loss.ndim:
+            loss, weight = loss.sum(), loss.numel()
+        else:
+            shape = getattr(targets, "shape", None)
+            if shape is not None:
+                weight = int(shape[0]) if len(shape) else 1
+            else:
+                weight = len(targets) if hasattr(targets, "__len__") else 1
+        total = self.total
+        if total is None:
+            self.total = loss.double() * weight
+        else:  # one kernel a step; the sum is float64 (torch promotes before scaling)
+            self.total = torch.add(total, loss.to(total.device), alpha=weight)
+        self.count += weight
+        self._reduced = False
+
+    def compute(self) -> float:
+        if self.total is None or self.count == 0:
+            return float("nan")
+        return float(self.total) / self.count
+
+    def all_reduce(self) -> None:
+        """Sum (total, count) over the ranks, once per epoch; every rank must call it."""
+        if not (dist.is_available() and dist.is_initialized()) or self._reduced:
+            return
+        device = self.total.device if self.total is not None else torch.device("cpu")
+        if dist.get_backend() == "nccl" and device.type != "cuda":
+            device = torch.device("cuda", torch.cuda.current_device())
+        total = 0.0 if self.total is None else self.total.to(device)
+        both = torch.stack(
+            [
+                torch.as_tensor(total, dtype=torch.float64, device=device),
+                torch.tensor(float(self.count), dtype=torch.float64, device=device),
+            ]
+        )
+        dist.all_reduce(both)
+        self.total, self.count, self._reduced = both[0], int(both[1]), True
+
+    def state_dict(self) -> dict[str, Any]:
+        total = torch.zeros((), dtype=torch.float64) if self.total is None else self.total
+        return {"total": total.detach().cpu().clone(), "count": self.count}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.total = torch.as_tensor(state["total"], dtype=torch.float64)
+        self.count = int(state["count"])
+        self._reduced = False
+
+
 class MetricsCallback(Callback):
     """Reset at EPOCH_START, update at every STEP_END, compute at EPOCH_END.
 
     Results land in ``engine.state.metrics[prefix + name]`` (dict results as
     ``prefix + name/key``; the loss metric as ``prefix + "loss"``); non-scalar results stay
-    in :attr:`results`. Under DDP each metric's ``all_reduce()`` runs before ``compute()``.
+    in :attr:`results`. By default ``loss`` is a sample-weighted mean of the step losses
+    (no entry when every step's loss is ``None``); ``loss=None`` turns it off, a metric
+    replaces it, and a metric of ``metrics`` named ``loss`` takes its place. Under DDP each metric's ``all_reduce()`` runs before ``compute()``.
     With ``running_every=N`` the same keys also hold running values (this rank's, so far in
     the epoch) every N steps, for progress bars of long or fractional epochs.
 
@@ -75,12 +154,14 @@ class MetricsCallback(Callback):
     def __init__(
         self,
         metrics: Mapping[str, MetricLike] | Sequence[MetricLike] = (),
-        loss: MetricLike | None = None,
+        loss: MetricLike | None | Literal[_Default.MEAN_LOSS] = _Default.MEAN_LOSS,
         prefix: str = "train/",
         running_every: int | None = None,
     ) -> None:
         if running_every is not None and (
-            isinstance(running_every, bool) or not isinstance(running_every, int) or running_every < 1
+            isinstance(running_every, bool)
+            or not isinstance(running_every, int)
+            or running_every < 1
         ):
             raise CallbackError(f"running_every must be None or an int >= 1, got {running_every!r}")
         if isinstance(metrics, Mapping):
@@ -94,7 +175,10 @@ class MetricsCallback(Callback):
                         f"two metrics are both named {name!r}; pass a dict {{name: metric}}"
                     )
                 named[name] = metric
-        if loss is not None and "loss" in named:
+        self._auto_loss = loss is _Default.MEAN_LOSS
+        if loss is _Default.MEAN_LOSS:
+            loss = None if "loss" in named else _MeanLoss()
+        elif loss is not None and "loss" in named:
             raise CallbackError("metric name 'loss' is reserved for the loss= metric")
         for name, metric in named.items():
             _check_metric(name, metric)
@@ -115,6 +199,10 @@ class MetricsCallback(Callback):
         if self.loss is not None:
             items.append(("loss", self.loss))
         return items
+
+    def _unused(self, metric: object) -> bool:
+        """The default loss mean when no step had a loss: it reports nothing."""
+        return self._auto_loss and isinstance(metric, _MeanLoss) and metric.count == 0
 
     # ------------------------------------------------------------------ resume
     def state_dict(self) -> dict[str, Any]:
@@ -163,13 +251,14 @@ class MetricsCallback(Callback):
             metric.update(predictions, targets)
         loss_metric = self.loss
         if loss_metric is not None:
-            loss = output.loss
+            loss = getattr(output, "loss", None)
             if loss is not None:
                 loss_metric.update(loss.detach() if loss.requires_grad else loss, targets)
         self._updates = updates = self._updates + 1
         if self.running_every is not None and updates % self.running_every == 0:
             for name, metric in self._all():
-                flatten_scalars(self.prefix + name, metric.compute(), engine.state.metrics)
+                if not self._unused(metric):
+                    flatten_scalars(self.prefix + name, metric.compute(), engine.state.metrics)
 
     def on_epoch_end(self, engine: Engine, context: Context) -> None:
         if self._updates == 0:  # resumed exactly at the end of an epoch: nothing measured
@@ -185,6 +274,8 @@ class MetricsCallback(Callback):
                 elif not self._warned_reduce:
                     self._warned_reduce = True
                     _log.warning("metric_not_reduced", metric=name, reason="no all_reduce()")
+            if self._unused(metric):
+                continue
             value = metric.compute()
             self.results[name] = value
             flatten_scalars(self.prefix + name, value, metrics)
