@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
+import torch
+
 from legoml.core import CoreError
 from legoml.data import DataError
 from legoml.metrics import MetricError
@@ -132,22 +134,86 @@ def _train_node(args: argparse.Namespace) -> TrainerNode:
     return apply_overrides(node, args.overrides)
 
 
+# Messages torch gives when a tensor's shape does not fit a layer (conv, linear, norm, view).
+_SHAPE_MISMATCH = (
+    "to have", "channels", "shapes cannot be multiplied", "size mismatch", "must match the size",
+    "output size is too small", "kernel size can't be greater", "input size", "invalid shape",
+    "expected input", "expected 4d", "expected 3d", "normalized_shape", "shape '",
+)
+
+
+def _is_shape_mismatch(err: RuntimeError) -> bool:
+    text = str(err).lower()
+    return not isinstance(err, USER_ERRORS) and any(m in text for m in _SHAPE_MISMATCH)
+
+
+def _misfit(node: TrainerNode, err: RuntimeError) -> AppError:
+    """The one-line error for a model whose input shape does not fit the data."""
+    wanted = ", ".join(
+        f"model.{name}={getattr(node.model, name)!r}"
+        for name in ("in_channels", "input_size")
+        if hasattr(node.model, name)
+    )
+    try:
+        shape = f" of shape {tuple(node.dataset.image_shape)} (channels, height, width)"
+    except (AttributeError, NotImplementedError, *USER_ERRORS):
+        shape = ""
+    first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return AppError(
+        f"the model does not fit the data: the dataset's images{shape} do not match "
+        f"{wanted or 'the model config'}; fix model.in_channels / model.input_size ({first})"
+    )
+
+
+def _check_model_fits(node: TrainerNode) -> None:
+    """One forward pass of zeros shaped like the data before any run directory is made."""
+    try:
+        shape = tuple(node.dataset.image_shape)
+    except (AttributeError, NotImplementedError):
+        return
+    model = node.model.build()
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(torch.zeros((2, *shape)))
+    except RuntimeError as err:
+        if not _is_shape_mismatch(err):
+            raise
+        raise _misfit(node, err) from None
+
+
 def _train(args: argparse.Namespace) -> int:
     node = _train_node(args)
     if args.resume is not None and args.config is None and not args.overrides:
         node = _config_of_run(Path(args.resume), node)
-    if args.distributed:
-        from legoml_mnist.distributed import train_distributed
+    _check_model_fits(node)
+    try:
+        if args.distributed:
+            from legoml_mnist.distributed import train_distributed
 
-        result = train_distributed(node, resume=args.resume)
-    else:
-        result = node.build().train(resume=args.resume)
+            result = train_distributed(node, resume=args.resume)
+        else:
+            result = node.build().train(resume=args.resume)
+    except RuntimeError as err:  # the first forward pass on real batches
+        if not _is_shape_mismatch(err) or not _raised_in_forward(err):
+            raise
+        raise _misfit(node, err) from None
     if result.report is not None and result.run_dir is not None:
         _out(result.report.text())
         figures = "; ".join(f"{k} {v:.4f}" for k, v in result.final_metrics.items())
         _out(f"trained {result.global_step} steps in {result.train_seconds:.1f} s; {figures}")
         _out(f"run directory: {result.run_dir}")
     return 0
+
+
+def _raised_in_forward(err: BaseException) -> bool:
+    """True when the error was raised inside an ``nn.Module`` call (a model's forward)."""
+    frame = err.__traceback__
+    while frame is not None:
+        if frame.tb_frame.f_code.co_name in ("_call_impl", "_wrapped_call_impl"):
+            return True
+        frame = frame.tb_next
+    return False
 
 
 def _config_of_run(resume: Path, fallback: TrainerNode) -> TrainerNode:
@@ -214,3 +280,27 @@ def _run(args: argparse.Namespace) -> int:
     except OSError as err:
         sys.stderr.write(f"error: {err.strerror or err}: {err.filename or ''}".rstrip(": ") + "\n")
         return 1
+    except (OverflowError, MemoryError, ValueError, TypeError, RuntimeError) as err:
+        if isinstance(err, ValueError) and "null byte" in str(err):
+            sys.stderr.write("error: a path in the config (runs_root, dataset.root...) holds a NUL "
+                             "byte; use a plain folder name\n")
+            return 1
+        if not _too_large(err):
+            raise
+        first = str(err).strip().splitlines()[0][:300] if str(err).strip() else type(err).__name__
+        sys.stderr.write(
+            f"error: a number in the config is too large for this machine ({first}); "
+            "use a smaller value\n"
+        )
+        return 1
+
+
+# What torch and the OS say when a config size (channels, shift, threads) cannot be honoured.
+_TOO_LARGE = ("overflow", "can't allocate memory", "out of memory", "too large", "cannot allocate")
+
+
+def _too_large(err: BaseException) -> bool:
+    """A number the user set is beyond what torch or this machine can take."""
+    if isinstance(err, (OverflowError, MemoryError)):
+        return True
+    return not isinstance(err, USER_ERRORS) and any(m in str(err).lower() for m in _TOO_LARGE)

@@ -26,16 +26,23 @@ def add(tag: str, cls: type[Any]) -> None:
     _TYPES[tag] = cls
 
 
-def lookup(tag: object, path: str = "") -> type[Any]:
-    """The class registered under ``tag``; unknown tags raise naming the closest tags."""
+def lookup(tag: object, path: str = "", kind: type[Any] | None = None) -> type[Any]:
+    """The class registered under ``tag``; unknown tags raise naming the closest tags
+    (of ``kind`` only, when given: an activation field suggests activation nodes)."""
     if not isinstance(tag, str):
         raise ConfigError(f"'type' must be a registered node type name, got {short(tag)}", path)
     cls = _TYPES.get(tag)
     if cls is None:
-        hint = (
-            closest(tag, sorted(_TYPES)) if len(tag) <= 200 else ""
-        ) or "; see legoml.nn.registered_nodes()"
-        raise ConfigError(f"unknown node type {short(tag)}, not a registered Node{hint}", path)
+        fits = sorted(t for t, c in _TYPES.items() if kind is None or issubclass(c, kind))
+        hint = closest(tag, fits) if len(tag) <= 200 else ""
+        shown = tag if len(tag) <= 60 and tag.isprintable() else "it"
+        raise ConfigError(
+            f"unknown node type {short(tag)}, not a registered Node{hint}; a node type is "
+            f"registered by importing the module that defines it: import the module that "
+            f"defines {shown} before loading, or check the name "
+            "(see legoml.nn.registered_nodes())",
+            path,
+        )
     return cls
 
 

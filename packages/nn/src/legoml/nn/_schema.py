@@ -308,7 +308,7 @@ def parse_node(
     if depth > MAX_DEPTH:
         raise _too_deep(path)
     if "type" in data:
-        target = _registry.lookup(data["type"], join_path(path, "type"))
+        target = _registry.lookup(data["type"], join_path(path, "type"), expected)
         if not issubclass(target, expected):
             fits = sorted(t for t, c in _registry.snapshot().items() if issubclass(c, expected))
             listed = ", ".join(fits[:12]) + (", ..." if len(fits) > 12 else "")

@@ -21,7 +21,11 @@ def short(value: object) -> str:
 
 def closest(word: str, candidates: list[str], n: int = 3) -> str:
     """`` (did you mean 'a', 'b'?)`` for the nearest candidates, or an empty string."""
-    found = difflib.get_close_matches(word, candidates, n=n, cutoff=0.5)
+    by_lower: dict[str, str] = {}
+    for candidate in candidates:
+        by_lower.setdefault(candidate.lower(), candidate)
+    # Compared case-blind, so "GeluNode" finds "GELUNode" first.
+    found = [by_lower[f] for f in difflib.get_close_matches(word.lower(), list(by_lower), n=n, cutoff=0.5)]
     if not found:
         return ""
     return " (did you mean " + ", ".join(repr(f) for f in found) + "?)"

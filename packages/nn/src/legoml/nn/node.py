@@ -7,9 +7,10 @@ imports or calls anything named by a string.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterable, Mapping
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from torch import nn
 
@@ -17,7 +18,7 @@ from legoml.nn import _registry
 from legoml.nn._paths import parse_key, set_in
 from legoml.nn._repr import render
 from legoml.nn._schema import MAX_DEPTH, FieldSpec, fields_of, parse_node
-from legoml.nn._text import short
+from legoml.nn._text import closest, short
 from legoml.nn.errors import ConfigError
 
 __all__ = [
@@ -35,7 +36,35 @@ FORMAT_VERSION = 1
 N = TypeVar("N", bound="Node")
 
 
-class Node:
+class _NodeMeta(type):
+    """Turns a mistyped constructor keyword (``TinyCNNNode(chanels=...)``) into the
+    ``ConfigError`` that ``fork`` gives, instead of the dataclass ``__init__``'s TypeError."""
+
+    if not TYPE_CHECKING:  # hidden from mypy, which would otherwise type every call as Any
+
+        def __call__(cls, *args, **kwargs):
+            try:
+                return super().__call__(*args, **kwargs)
+            except TypeError:
+                if kwargs:
+                    _refuse_unknown_keywords(cls, kwargs)
+                raise
+
+
+def _refuse_unknown_keywords(cls: type[Any], kwargs: Mapping[str, Any]) -> None:
+    if not dataclasses.is_dataclass(cls):
+        return
+    names = [f.name for f in dataclasses.fields(cls) if f.init]
+    for key in kwargs:
+        if key not in names:
+            raise ConfigError(
+                f"unknown field of {cls.__name__}{closest(key, names)}; "
+                f"its fields: {', '.join(names)}",
+                key,
+            ) from None
+
+
+class Node(metaclass=_NodeMeta):
     """Base of every configurable piece: a frozen dataclass whose ``build()`` makes the object.
 
     Declare fields with plain annotations and defaults; value limits go in ``Annotated``

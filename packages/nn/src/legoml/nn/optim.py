@@ -66,7 +66,8 @@ def param_groups(
         if is_lazy(tensor):
             raise BuildError(
                 "the model still has lazy (uninitialized) layers; run one forward pass first, "
-                "e.g. legoml.nn.materialize(model, (1, 1, 28, 28))"
+                "with one batch shaped like your data: legoml.nn.materialize(model, (1, C, H, W)) "
+                "for images of C channels and H×W pixels (or set the node's input_size)"
             )
         exempt = exempt or tensor.ndim <= 1
         (no_decay if exempt and not decay_norm_and_bias else decay).append(tensor)

@@ -91,11 +91,13 @@ class TinyCNNNode(ModuleNode):
             OrderedDict(features=self.encoder().build(), classifier=self.head().build())
         )
         if self.input_size is not None:
+            shape = (1, self.in_channels, *self.input_size)
             try:
-                materialize(model, (1, self.in_channels, *self.input_size))
+                materialize(model, shape)
             except RuntimeError as err:
                 raise BuildError(
                     f"TinyCNNNode: a {self.input_size} input does not fit {len(self.channels)} "
-                    f"pooled conv blocks; use fewer channels entries or a larger input ({err})"
+                    f"pooled conv blocks (a batch of shape {shape}, from in_channels and "
+                    f"input_size); use fewer channels entries or a larger input_size ({err})"
                 ) from err
         return model
