@@ -31,6 +31,7 @@ from legoml.core.steps import (
     _describe,
     _fields,
     _pick,
+    _resolve_prepare,
     _update,
 )
 
@@ -81,23 +82,6 @@ def _prepare_field_inputs(
         )
     inputs = move_to_device(inputs, device, non_blocking)
     return inputs, inputs if target_key is None else move_to_device(targets, device, non_blocking)
-
-
-def _resolve_prepare(
-    prepare_batch: PrepareBatch | None, input_key: str | None, target_key: str | None
-) -> PrepareBatch:
-    """``prepare_batch``, an unpacker reading the given keys, or the default one."""
-    if prepare_batch is not None and (input_key is not None or target_key is not None):
-        raise EngineError("pass either prepare_batch= or input_key=/target_key=, not both")
-    if prepare_batch is not None:
-        return prepare_batch
-    if input_key is None and target_key is None:
-        return _prepare_inputs
-
-    def prepare(batch: Any, device: torch.device, non_blocking: bool) -> tuple[Any, Tensor]:
-        return _prepare_field_inputs(batch, device, non_blocking, input_key, target_key)
-
-    return prepare
 
 
 def _split_output(output: Any) -> tuple[Tensor, Tensor | None]:
@@ -169,7 +153,9 @@ def make_reconstruction_train_step(
     """
     _check_common(1, clip_grad_norm)
     amp_dtype = _AmpDtype(amp)
-    prepare = _resolve_prepare(prepare_batch, input_key, target_key)
+    prepare = _resolve_prepare(
+        prepare_batch, input_key, target_key, _prepare_inputs, _prepare_field_inputs
+    )
 
     def train_step(engine: Engine, batch: Any, context: Context) -> UnsupervisedStepOutput:
         model, optimizer = context.model, context.optimizer
@@ -219,7 +205,9 @@ def make_reconstruction_eval_step(
         0.0
     """
     amp_dtype = _AmpDtype(amp)
-    prepare = _resolve_prepare(prepare_batch, input_key, target_key)
+    prepare = _resolve_prepare(
+        prepare_batch, input_key, target_key, _prepare_inputs, _prepare_field_inputs
+    )
 
     @torch.inference_mode()
     def eval_step(engine: Engine, batch: Any, context: Context) -> UnsupervisedStepOutput:

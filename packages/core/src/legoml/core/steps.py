@@ -175,18 +175,24 @@ def _default_prepare(batch: Any, device: torch.device, non_blocking: bool) -> tu
 
 
 def _resolve_prepare(
-    prepare_batch: PrepareBatch | None, input_key: str | None, target_key: str | None
+    prepare_batch: PrepareBatch | None,
+    input_key: str | None,
+    target_key: str | None,
+    default: PrepareBatch | None = None,
+    by_fields: Callable[..., tuple[Any, Tensor]] | None = None,
 ) -> PrepareBatch:
-    """The batch unpacker: ``prepare_batch``, one reading the given keys, or the default."""
+    """The batch unpacker: ``prepare_batch``, one reading the given keys (``by_fields``),
+    or ``default``; the supervised unpackers unless a step family passes its own."""
     if prepare_batch is not None and (input_key is not None or target_key is not None):
         raise EngineError("pass either prepare_batch= or input_key=/target_key=, not both")
     if prepare_batch is not None:
         return prepare_batch
     if input_key is None and target_key is None:
-        return _default_prepare
+        return default or _default_prepare
+    read = by_fields or _prepare_fields
 
     def prepare(batch: Any, device: torch.device, non_blocking: bool) -> tuple[Any, Tensor]:
-        return _prepare_fields(batch, device, non_blocking, input_key, target_key)
+        return read(batch, device, non_blocking, input_key, target_key)
 
     return prepare
 
