@@ -20,7 +20,6 @@ from legoml.core.device import _CPU, move_to_device
 from legoml.core.errors import EngineError
 from legoml.core.step_output import UnsupervisedStepOutput
 from legoml.core.steps import (
-    _INPUT_KEYS,
     AmpSetting,
     PrepareBatch,
     _AmpDtype,
@@ -29,8 +28,7 @@ from legoml.core.steps import (
     _check_common,
     _clear_grads,
     _describe,
-    _fields,
-    _pick,
+    _field_values,
     _resolve_prepare,
     _update,
 )
@@ -64,12 +62,8 @@ def _prepare_field_inputs(
     target_key: str | None = None,
 ) -> tuple[Any, Tensor]:
     """The slow path: inputs (and targets, default the inputs) from a batch's fields."""
-    fields = _fields(batch)
     try:
-        if fields is None:
-            raise KeyError(input_key)
-        inputs = _pick(fields, input_key, _INPUT_KEYS)
-        targets = inputs if target_key is None else fields[target_key]
+        inputs, targets = _field_values(batch, input_key, target_key, None)
     except KeyError:
         raise EngineError(
             f"reconstruction steps need a tensor of inputs, (inputs, labels) batches or a dict "

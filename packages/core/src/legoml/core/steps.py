@@ -137,6 +137,20 @@ def _pick(fields: Mapping[str, Any], key: str | None, defaults: tuple[str, ...])
     raise KeyError(defaults[0])
 
 
+def _field_values(
+    batch: Any, input_key: str | None, target_key: str | None, target_defaults: tuple[str, ...] | None
+) -> tuple[Any, Any]:
+    """``(inputs, targets)`` read from a batch's fields (``KeyError`` when one is missing);
+    with no ``target_defaults`` and no ``target_key`` the targets are the inputs."""
+    fields = _fields(batch)
+    if fields is None:
+        raise KeyError(input_key)
+    inputs = _pick(fields, input_key, _INPUT_KEYS)
+    if target_key is None and target_defaults is None:
+        return inputs, inputs
+    return inputs, _pick(fields, target_key, target_defaults or ())
+
+
 def _prepare_fields(
     batch: Any,
     device: torch.device,
@@ -145,12 +159,8 @@ def _prepare_fields(
     target_key: str | None = None,
 ) -> tuple[Any, Any]:
     """``(inputs, targets)`` from a dict/dataclass/namedtuple batch, moved to ``device``."""
-    fields = _fields(batch)
     try:
-        if fields is None:
-            raise KeyError(input_key)
-        inputs = _pick(fields, input_key, _INPUT_KEYS)
-        targets = _pick(fields, target_key, _TARGET_KEYS)
+        inputs, targets = _field_values(batch, input_key, target_key, _TARGET_KEYS)
     except KeyError:
         raise EngineError(_BATCH_HINT.format(_describe(batch))) from None
     return move_to_device(inputs, device, non_blocking), move_to_device(
