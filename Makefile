@@ -9,8 +9,9 @@ PIP := $(PY) -m pip
 STAMP := $(VENV)/.legoml-installed
 PYPROJECTS := pyproject.toml $(wildcard packages/*/pyproject.toml) $(wildcard apps/*/pyproject.toml)
 DISTRIBUTIONS := packages/core packages/nn packages/data packages/metrics packages/track apps/mnist
-EDITABLES := -e packages/core -e packages/nn -e packages/data -e packages/metrics \
-	-e 'packages/track[plot]' -e apps/mnist
+# Every optional extra too, so the tests run against the real optuna, mlflow, onnxruntime, torchvision.
+EDITABLES := -e packages/core -e packages/nn -e 'packages/data[torchvision]' -e packages/metrics \
+	-e 'packages/track[plot,tensorboard,mlflow]' -e 'apps/mnist[sweep,export]'
 
 # Offline machines: use the shared MNIST and Fashion-MNIST mirrors when they sit beside the checkout.
 SHARED_MNIST := $(abspath ../shared/datasets/mnist)
