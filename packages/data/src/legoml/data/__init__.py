@@ -1,6 +1,7 @@
 """legoml-data: verified IDX datasets (MNIST, Fashion-MNIST) in memory, served in fast batches."""
 
 from legoml.data.batches import EpochLoader, collate_images, move_to_device
+from legoml.data.converted import dataset_key, from_dataset
 from legoml.data.datasets import DATASETS, FASHION_MNIST, MNIST, IdxDataset
 from legoml.data.errors import CorruptDataError, DataConfigError, DataError, MissingDataError
 from legoml.data.loader import BatchLoader
@@ -27,7 +28,9 @@ __all__ = [
     "RandomShift",
     "Split",
     "collate_images",
+    "dataset_key",
     "dataset_root",
+    "from_dataset",
     "limit",
     "load_fashion_mnist",
     "load_mnist",
