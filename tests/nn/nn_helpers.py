@@ -12,16 +12,18 @@ from torch.nn.parameter import is_lazy
 
 import legoml.nn as L
 from legoml.nn import _schema
+from legoml.nn.blocks import BatchNorm1dNode, GroupNormNode, LayerNormNode, NormNode, StageNode
+from legoml.nn.node import node_fields
 
 MODULE_BASES = (L.ModuleNode,)
 
 
 def builtin_nodes() -> dict[str, type[L.Node]]:
-    """Registered node types that legoml.nn itself exports (test-defined ones excluded)."""
+    """Registered node types that legoml.nn itself defines (test-defined ones excluded)."""
     return {
         tag: cls
         for tag, cls in L.registered_nodes().items()
-        if getattr(L, cls.__name__, None) is cls
+        if cls.__module__.startswith("legoml.nn.")
     }
 
 
@@ -89,7 +91,7 @@ def random_value(spec: _schema.Spec, rng: random.Random, depth: int) -> Any:
 
 def random_node(cls: type[L.Node], rng: random.Random, depth: int = 0) -> L.Node:
     """A random valid instance of ``cls`` (each field randomized or left at its default)."""
-    fields = L.node_fields(cls)
+    fields = node_fields(cls)
     for _ in range(60):
         kwargs = {
             name: random_value(f.spec, rng, depth)
@@ -108,14 +110,14 @@ def build_with_input(node: L.ModuleNode) -> tuple[nn.Module, torch.Tensor | None
 
     Norm nodes get the width their input has; inputs come from the current torch seed.
     """
-    if isinstance(node, L.NormNode):
+    if isinstance(node, NormNode):
         declared = [getattr(node, n, None) for n in ("num_features", "num_channels")]
         declared.append(getattr(node, "normalized_shape", None))
-        fallback = node.num_groups * 2 if isinstance(node, L.GroupNormNode) else 6
+        fallback = node.num_groups * 2 if isinstance(node, GroupNormNode) else 6
         width = next((d for d in declared if d is not None), fallback)
         shape = {
-            L.BatchNorm1dNode: (4, width),
-            L.LayerNormNode: (4, 3, width),
+            BatchNorm1dNode: (4, width),
+            LayerNormNode: (4, 3, width),
         }.get(type(node), (4, width, 5, 5))
         return node.build(width), torch.randn(*shape)
     module = node.build()
@@ -123,7 +125,7 @@ def build_with_input(node: L.ModuleNode) -> tuple[nn.Module, torch.Tensor | None
         return module, torch.randn(2, node.in_channels, *(node.input_size or (28, 28)))
     if isinstance(node, L.ResidualBlockNode):
         return module, torch.randn(2, node.in_channels or node.out_channels, 32, 32)
-    if isinstance(node, L.StageNode):
+    if isinstance(node, StageNode):
         return module, torch.randn(2, getattr(node, "in_channels", None) or 3, 32, 32)
     if isinstance(node, (L.MLPNode, L.LinearBlockNode)):
         return module, torch.randn(2, node.in_features or 6)

@@ -8,6 +8,26 @@ from torch import nn
 
 import legoml.nn as L
 from legoml.nn import ConfigError, ConvAutoencoderNode, Node
+from legoml.nn.blocks import (
+    AdaptiveAvgPool2dNode,
+    AdaptiveMaxPool2dNode,
+    AvgPool2dNode,
+    BatchNorm1dNode,
+    BatchNorm2dNode,
+    DropoutNode,
+    FlattenNode,
+    GELUNode,
+    GlobalAvgPoolNode,
+    GroupNormNode,
+    LayerNormNode,
+    LeakyReLUNode,
+    MaxPool2dNode,
+    ResidualBlock,
+    SigmoidNode,
+    SiLUNode,
+    TanhNode,
+)
+from legoml.nn.summary import count_parameters, has_lazy
 
 
 def _params(module: nn.Module) -> int:
@@ -17,7 +37,7 @@ def _params(module: nn.Module) -> int:
 @pytest.mark.parametrize("batch", [1, 5])
 def test_tiny_cnn_maps_mnist_images_to_ten_logits(batch: int) -> None:
     model = L.TinyCNNNode().build()
-    assert not L.has_lazy(model)  # ready for an optimizer straight away
+    assert not has_lazy(model)  # ready for an optimizer straight away
     out = model(torch.randn(batch, 1, 28, 28))
     assert out.shape == (batch, 10)
     out.sum().backward()
@@ -33,7 +53,7 @@ def test_tiny_cnn_options() -> None:
         channels=(8, 16, 32),
         batch_norm=True,
         pool="avg",
-        activation=L.GELUNode(),
+        activation=GELUNode(),
         hidden=(),
         dropout=0.5,
         conv_dropout=0.1,
@@ -46,15 +66,15 @@ def test_tiny_cnn_options() -> None:
     model.eval()
     assert model(torch.randn(2, 3, 32, 32)).shape == (2, 5)
     assert node.encoder().output_channels(3) == 32
-    assert node.head() == L.MLPNode(out_features=5, hidden=(), activation=L.GELUNode(),
+    assert node.head() == L.MLPNode(out_features=5, hidden=(), activation=GELUNode(),
                                     dropout=0.5)  # fmt: skip
 
 
 def test_tiny_cnn_without_input_size_stays_lazy_until_the_first_batch() -> None:
     model = L.TinyCNNNode(input_size=None).build()
-    assert L.has_lazy(model)
+    assert has_lazy(model)
     assert model(torch.randn(2, 1, 20, 20)).shape == (2, 10)
-    assert not L.has_lazy(model)
+    assert not has_lazy(model)
 
 
 def test_tiny_cnn_too_deep_for_its_input_is_a_clear_build_error() -> None:
@@ -74,7 +94,7 @@ def test_same_config_and_seed_give_the_same_weights() -> None:
 def test_encoder_downsamples_and_chains_channels() -> None:
     encoder = L.EncoderNode()
     assert encoder.build()(torch.randn(2, 1, 28, 28)).shape == (2, 64, 7, 7)
-    stacked = L.EncoderNode.from_channels((4, 8, 16), in_channels=3, norm=L.BatchNorm2dNode())
+    stacked = L.EncoderNode.from_channels((4, 8, 16), in_channels=3, norm=BatchNorm2dNode())
     module = stacked.build()
     assert module(torch.randn(2, 3, 32, 32)).shape == (2, 16, 4, 4)
     convs = [m for m in module.modules() if isinstance(m, nn.Conv2d)]
@@ -98,7 +118,7 @@ def test_encoder_mixes_conv_and_residual_stages() -> None:
 
 def test_lazy_encoder_takes_any_channel_count() -> None:
     module = L.EncoderNode(in_channels=None).build()
-    assert L.has_lazy(module)
+    assert has_lazy(module)
     assert module(torch.randn(2, 5, 16, 16)).shape == (2, 64, 4, 4)
 
 
@@ -109,14 +129,14 @@ def test_mlp_shapes() -> None:
     assert [(m.in_features, m.out_features) for m in linears] == [(12, 16), (16, 8), (8, 3)]
     lazy = L.MLPNode(hidden=(), out_features=2, flatten=False).build()
     assert lazy(torch.randn(3, 7)).shape == (3, 2)
-    normed = L.MLPNode(in_features=4, hidden=(6,), norm=L.LayerNormNode(), dropout=0.2).build()
+    normed = L.MLPNode(in_features=4, hidden=(6,), norm=LayerNormNode(), dropout=0.2).build()
     kinds = [type(m) for m in normed.modules()]
     assert nn.LayerNorm in kinds and nn.Dropout in kinds
     assert normed(torch.randn(2, 4)).shape == (2, 10)
 
 
 def test_linear_block_layers() -> None:
-    block = L.LinearBlockNode(out_features=6, in_features=3, norm=L.BatchNorm1dNode()).build()
+    block = L.LinearBlockNode(out_features=6, in_features=3, norm=BatchNorm1dNode()).build()
     assert list(dict(block.named_children())) == ["linear", "norm", "act"]
     assert block.linear.bias is None  # type: ignore[union-attr]
     plain = L.LinearBlockNode(out_features=2, activation=None).build()
@@ -125,7 +145,7 @@ def test_linear_block_layers() -> None:
 
 def test_conv_block_layers_and_padding() -> None:
     node = L.ConvBlockNode(
-        out_channels=6, in_channels=2, kernel_size=5, pool=L.MaxPool2dNode(), dropout=0.3
+        out_channels=6, in_channels=2, kernel_size=5, pool=MaxPool2dNode(), dropout=0.3
     )
     block = node.build()
     assert list(dict(block.named_children())) == ["conv", "act", "pool", "drop"]
@@ -139,11 +159,11 @@ def test_conv_block_layers_and_padding() -> None:
 def test_residual_block_adds_the_shortcut() -> None:
     torch.manual_seed(0)
     module = L.ResidualBlockNode(out_channels=4, norm=None).build()
-    assert isinstance(module, L.ResidualBlock) and isinstance(module.shortcut, nn.Identity)
+    assert isinstance(module, ResidualBlock) and isinstance(module.shortcut, nn.Identity)
     x = torch.randn(2, 4, 8, 8)
     assert torch.allclose(module(x), torch.relu(module.body(x) + x))
     projected = L.ResidualBlockNode(out_channels=8, in_channels=4, stride=2).build()
-    assert isinstance(projected, L.ResidualBlock)
+    assert isinstance(projected, ResidualBlock)
     assert not isinstance(projected.shortcut, nn.Identity)
     assert projected(x).shape == (2, 8, 4, 4)
     with pytest.raises(L.ConfigError, match="^kernel_size: must be odd"):
@@ -151,53 +171,53 @@ def test_residual_block_adds_the_shortcut() -> None:
 
 
 def test_norm_nodes() -> None:
-    assert isinstance(L.BatchNorm2dNode().build(), nn.LazyBatchNorm2d)
-    assert isinstance(L.BatchNorm2dNode(num_features=3).build(), nn.BatchNorm2d)
-    bn = L.BatchNorm1dNode(momentum=0.5, affine=False).build(7)
+    assert isinstance(BatchNorm2dNode().build(), nn.LazyBatchNorm2d)
+    assert isinstance(BatchNorm2dNode(num_features=3).build(), nn.BatchNorm2d)
+    bn = BatchNorm1dNode(momentum=0.5, affine=False).build(7)
     assert isinstance(bn, nn.BatchNorm1d) and bn.num_features == 7 and bn.weight is None
-    group = L.GroupNormNode(num_groups=2).build(6)
+    group = GroupNormNode(num_groups=2).build(6)
     assert isinstance(group, nn.GroupNorm) and group.num_groups == 2
     with pytest.raises(L.BuildError, match="LayerNormNode needs normalized_shape"):
-        L.LayerNormNode().build()
+        LayerNormNode().build()
     with pytest.raises(L.BuildError, match="GroupNormNode needs num_channels"):
-        L.GroupNormNode().build()
+        GroupNormNode().build()
     with pytest.raises(L.ConfigError, match="^num_groups: 4 groups do not divide 6"):
-        L.GroupNormNode(num_groups=4).build(6)
+        GroupNormNode(num_groups=4).build(6)
     with pytest.raises(L.ConfigError, match="^num_features: is 3 but"):
-        L.BatchNorm2dNode(num_features=3).build(4)
+        BatchNorm2dNode(num_features=3).build(4)
     with pytest.raises(L.ConfigError, match="^norm: LayerNormNode does not fit conv"):
-        L.ConvBlockNode(norm=L.LayerNormNode())
+        L.ConvBlockNode(norm=LayerNormNode())
     with pytest.raises(L.ConfigError, match="^norm: BatchNorm2dNode expects"):
-        L.LinearBlockNode(norm=L.BatchNorm2dNode())
+        L.LinearBlockNode(norm=BatchNorm2dNode())
 
 
 def test_pool_and_activation_nodes() -> None:
     x = torch.randn(2, 3, 8, 8)
-    assert L.MaxPool2dNode(kernel_size=2).build()(x).shape == (2, 3, 4, 4)
-    assert L.AvgPool2dNode(kernel_size=3, stride=1, padding=1).build()(x).shape == (2, 3, 8, 8)
-    assert L.AdaptiveAvgPool2dNode(output_size=(2, 3)).build()(x).shape == (2, 3, 2, 3)
-    assert L.AdaptiveMaxPool2dNode().build()(x).shape == (2, 3, 1, 1)
-    assert L.GlobalAvgPoolNode().build()(x).shape == (2, 3)
-    assert L.GlobalAvgPoolNode(flatten=False).build()(x).shape == (2, 3, 1, 1)
+    assert MaxPool2dNode(kernel_size=2).build()(x).shape == (2, 3, 4, 4)
+    assert AvgPool2dNode(kernel_size=3, stride=1, padding=1).build()(x).shape == (2, 3, 8, 8)
+    assert AdaptiveAvgPool2dNode(output_size=(2, 3)).build()(x).shape == (2, 3, 2, 3)
+    assert AdaptiveMaxPool2dNode().build()(x).shape == (2, 3, 1, 1)
+    assert GlobalAvgPoolNode().build()(x).shape == (2, 3)
+    assert GlobalAvgPoolNode(flatten=False).build()(x).shape == (2, 3, 1, 1)
     expected = {
         L.ReluNode(): nn.ReLU,
-        L.GELUNode(approximate="tanh"): nn.GELU,
-        L.SiLUNode(): nn.SiLU,
-        L.LeakyReLUNode(negative_slope=0.2): nn.LeakyReLU,
-        L.TanhNode(): nn.Tanh,
-        L.SigmoidNode(): nn.Sigmoid,
+        GELUNode(approximate="tanh"): nn.GELU,
+        SiLUNode(): nn.SiLU,
+        LeakyReLUNode(negative_slope=0.2): nn.LeakyReLU,
+        TanhNode(): nn.Tanh,
+        SigmoidNode(): nn.Sigmoid,
         L.NoopNode(): nn.Identity,
     }
     for node, kind in expected.items():
         assert type(node.build()) is kind
     assert torch.equal(L.NoopNode().build()(x), x)
-    leaky = L.LeakyReLUNode(negative_slope=0.2).build()
+    leaky = LeakyReLUNode(negative_slope=0.2).build()
     assert torch.allclose(leaky(torch.tensor([-1.0])), torch.tensor([-0.2]))
 
 
 def test_sequential_node() -> None:
     node = L.SequentialNode(
-        layers=[L.FlattenNode(), L.LinearBlockNode(out_features=4), L.DropoutNode(p=0.1)]
+        layers=[FlattenNode(), L.LinearBlockNode(out_features=4), DropoutNode(p=0.1)]
     )
     module = node.build()
     assert isinstance(module, nn.Sequential) and len(module) == 3
@@ -210,7 +230,7 @@ def test_summary_counts_parameters_and_shapes() -> None:
     model.train()
     summary = L.summarize(model, (2, 1, 28, 28))
     assert model.training  # mode restored
-    assert not L.has_lazy(model)  # lazy head materialized
+    assert not has_lazy(model)  # lazy head materialized
     assert summary.total_params == sum(p.numel() for p in model.parameters())
     assert summary.trainable_params == summary.total_params
     assert summary.output_shape == (2, 10)
@@ -234,14 +254,14 @@ def test_summary_counts_frozen_and_shared_parameters_correctly() -> None:
     summary = L.summarize(model, (1, 4))
     assert summary.total_params == 20 + 10
     assert summary.trainable_params == 20
-    assert L.count_parameters(model, trainable_only=True) == 20
+    assert count_parameters(model, trainable_only=True) == 20
 
 
 def test_materialize_leaves_statistics_and_mode_alone() -> None:
     model = nn.Sequential(nn.LazyLinear(3), nn.BatchNorm1d(3))
     model.train()
     assert L.materialize(model, (2, 5)) is model
-    assert model.training and not L.has_lazy(model)
+    assert model.training and not has_lazy(model)
     assert int(model[1].num_batches_tracked) == 0
     assert torch.equal(model[1].running_mean, torch.zeros(3))
 

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 import legoml.nn as L
+from legoml.nn.optim import param_groups
 
 
 def _model() -> nn.Module:
@@ -44,7 +45,7 @@ def test_biases_and_norm_weights_get_no_weight_decay() -> None:
 
 def test_tiny_cnn_param_groups() -> None:
     model = L.TinyCNNNode(batch_norm=True).build()
-    groups = L.param_groups(model, 0.1)
+    groups = param_groups(model, 0.1)
     decay, no_decay = groups[0]["params"], groups[1]["params"]
     assert all(p.ndim > 1 for p in decay)
     assert all(p.ndim == 1 for p in no_decay)
@@ -66,7 +67,7 @@ def test_adamw_really_leaves_biases_undecayed() -> None:
 
 
 def test_decay_everything_when_asked() -> None:
-    groups = L.param_groups(_model(), 0.1, decay_norm_and_bias=True)
+    groups = param_groups(_model(), 0.1, decay_norm_and_bias=True)
     assert len(groups) == 1 and groups[0]["weight_decay"] == 0.1
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 import legoml.nn as L
+from legoml.nn import blocks, models
 
 SRC = Path(__file__).resolve().parents[2] / "packages" / "nn" / "src" / "legoml" / "nn"
 README = SRC.parents[2] / "README.md"
@@ -73,7 +74,8 @@ def test_every_module_declares_all_and_the_package_exports_it() -> None:
 
 
 def test_docstring_examples_run() -> None:
-    namespace = {name: getattr(L, name) for name in L.__all__}
+    public = [L, blocks, models]  # examples may use any public node, wherever it lives
+    namespace = {name: getattr(m, name) for m in public for name in m.__all__}
     namespace |= {"torch": torch, "nn": torch.nn}
     finder, runner = doctest.DocTestFinder(), doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
     attempted = 0

@@ -13,6 +13,7 @@ from nn_helpers import assert_same_modules, build_with_input, builtin_nodes, ran
 from torch import nn
 
 import legoml.nn as L
+from legoml.nn.node import FORMAT_VERSION, node_fields
 
 BUILTIN = builtin_nodes()
 RANDOM_CASES = 12
@@ -143,7 +144,7 @@ def test_random_valid_configs_round_trip_and_rebuild(tag: str) -> None:
         assert L.Node.from_json(node.to_json()) == node
         built += _same_behaviour(node, rebuilt)
     assert built >= 1, f"no random {tag} could be built"
-    if L.node_fields(BUILTIN[tag]):
+    if node_fields(BUILTIN[tag]):
         assert len(distinct) > 1, f"the generator only produced one {tag}"
 
 
@@ -158,7 +159,7 @@ def test_copies_and_pickles_are_equal(tag: str) -> None:
 def test_to_dict_puts_type_and_format_first_and_tags_children() -> None:
     data = L.EncoderNode().to_dict()
     assert list(data)[:2] == ["type", "format"]
-    assert data["format"] == L.FORMAT_VERSION == 1
+    assert data["format"] == FORMAT_VERSION == 1
     assert data["blocks"][0]["type"] == "ConvBlockNode"
     assert "format" not in data["blocks"][0]
     assert data["blocks"][0]["pool"] == {"type": "MaxPool2dNode", "kernel_size": 2,

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 import legoml.nn as L
+from legoml.nn.node import node_fields
 
 
 def _payloads(marker: Path) -> list[dict[str, Any]]:
@@ -51,7 +52,7 @@ def tripwires(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """
     for cls in L.registered_nodes().values():
         try:
-            L.node_fields(cls)
+            node_fields(cls)
         except TypeError:  # deliberately broken classes of other tests
             pass
     calls: list[str] = []

@@ -13,6 +13,8 @@ import pytest
 
 import legoml.nn as L
 from legoml.nn import Check, ConfigError
+from legoml.nn.blocks import GELUNode, GroupNormNode, SiLUNode, StageNode
+from legoml.nn.node import MAX_DEPTH, node_fields
 
 
 @dataclass(frozen=True)
@@ -66,7 +68,7 @@ def test_every_supported_field_kind_round_trips() -> None:
         mode=3,
         sizes=[3, 4, 5],  # a list is fine for a tuple field
         pair=(7, "b"),
-        acts=[L.GELUNode(), {"type": "NoopNode"}],  # type: ignore[list-item]
+        acts=[GELUNode(), {"type": "NoopNode"}],  # type: ignore[list-item]
         module=L.TinyCNNNode(hidden=()),
         child=L.ReluNode(inplace=True),
         weights={"a": 1.5, "b": 2, "c": "x"},
@@ -195,7 +197,7 @@ def test_construction_validates_too() -> None:
     with pytest.raises(ConfigError, match=r"^activation: expected ActivationNode"):
         L.ConvBlockNode(activation="relu")  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match=r"^norm.num_groups: 8 groups do not divide 12"):
-        L.ConvBlockNode(out_channels=12, norm=L.GroupNormNode())
+        L.ConvBlockNode(out_channels=12, norm=GroupNormNode())
     with pytest.raises(ConfigError, match=r"^blocks\[1\].in_channels: is 5 but the layer"):
         L.EncoderNode(blocks=[L.ConvBlockNode(out_channels=4), L.ConvBlockNode(in_channels=5)])
     with pytest.raises(ConfigError, match=r"^nesterov: needs momentum > 0"):
@@ -219,7 +221,7 @@ def test_nodes_are_frozen_all_the_way_down() -> None:
 
 
 def test_caller_lists_are_copied_not_shared() -> None:
-    blocks: list[L.StageNode] = [L.ConvBlockNode(out_channels=8)]
+    blocks: list[StageNode] = [L.ConvBlockNode(out_channels=8)]
     node = L.EncoderNode(blocks=blocks)
     blocks.append(L.ConvBlockNode(out_channels=16))
     assert len(node.blocks) == 1
@@ -228,7 +230,7 @@ def test_caller_lists_are_copied_not_shared() -> None:
 def test_equality_depends_on_type_and_values() -> None:
     assert L.ReluNode() == L.ReluNode()
     assert L.ReluNode() != L.ReluNode(inplace=True)
-    assert L.ReluNode() != L.SiLUNode()
+    assert L.ReluNode() != SiLUNode()
     assert L.AdamNode() != L.AdamWNode(weight_decay=0.0)
     assert L.TinyCNNNode(dropout=0) == L.TinyCNNNode(dropout=0.0)
 
@@ -241,7 +243,7 @@ def test_deep_nesting_is_refused_without_recursion_error() -> None:
         cursor["layers"].append(child)
         cursor = child
     message = _error(root)
-    assert f"nested more than {L.MAX_DEPTH} levels deep" in message
+    assert f"nested more than {MAX_DEPTH} levels deep" in message
     assert message.startswith("layers[0].layers[0]")
     assert len(message) < 300
 
@@ -309,7 +311,7 @@ def test_class_mistakes_are_reported_clearly() -> None:
         size: int = 3
 
     with pytest.raises(TypeError, match=r"must be declared with @dataclass\(frozen=True\)"):
-        L.node_fields(NotADataclassNode)
+        node_fields(NotADataclassNode)
 
     @dataclass
     class MutableNode(L.Node, register=False):

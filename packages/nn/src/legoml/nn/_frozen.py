@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, NoReturn, TypeVar
 
-__all__ = ["FrozenList", "FrozenDict"]
+__all__ = ["FrozenDict", "FrozenList"]
 
 T = TypeVar("T")
 V = TypeVar("V")

@@ -22,8 +22,18 @@ from legoml.nn._frozen import FrozenDict, FrozenList
 from legoml.nn._text import closest, short
 from legoml.nn.errors import ConfigError, join_path
 
-__all__ = ["FieldSpec", "MAX_DEPTH", "Spec", "compile_type", "fields_of", "parse_node"]
+__all__ = [
+    "FORMAT_VERSION",
+    "MAX_DEPTH",
+    "FieldSpec",
+    "Spec",
+    "compile_type",
+    "fields_of",
+    "parse_node",
+]
 
+#: Version written as ``"format"`` by ``Node.to_dict``; ``from_dict`` refuses other versions.
+FORMAT_VERSION = 1
 #: Deepest nesting (nodes and containers) a config may have; real configs use < 10.
 MAX_DEPTH = 64
 
@@ -320,10 +330,16 @@ def parse_node(
         target = expected
     else:
         raise ConfigError(f"missing 'type': name a registered {expected.__name__} type", path)
-    version = data.get("format", 1)
-    if type(version) is not int or version != 1:
+    version = data.get("format", FORMAT_VERSION)
+    if type(version) is not int or version != FORMAT_VERSION:
+        fix = (
+            "; upgrade legoml-nn to load it"
+            if type(version) is int and version > FORMAT_VERSION
+            else ""
+        )
         raise ConfigError(
-            f"format {short(version)} is not supported (this legoml-nn reads format 1)",
+            f"format {short(version)} is not supported (this legoml-nn reads format "
+            f"{FORMAT_VERSION}){fix}",
             join_path(path, "format"),
         )
     fields = fields_of(target, node_base)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 import reprlib
 
-__all__ = ["short", "closest"]
+__all__ = ["closest", "short"]
 
 _REPR = reprlib.Repr()
 _REPR.maxlevel = 2
@@ -25,7 +25,10 @@ def closest(word: str, candidates: list[str], n: int = 3) -> str:
     for candidate in candidates:
         by_lower.setdefault(candidate.lower(), candidate)
     # Compared case-blind, so "GeluNode" finds "GELUNode" first.
-    found = [by_lower[f] for f in difflib.get_close_matches(word.lower(), list(by_lower), n=n, cutoff=0.5)]
+    found = [
+        by_lower[f]
+        for f in difflib.get_close_matches(word.lower(), list(by_lower), n=n, cutoff=0.5)
+    ]
     if not found:
         return ""
     return " (did you mean " + ", ".join(repr(f) for f in found) + "?)"

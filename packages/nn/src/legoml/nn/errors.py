@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["NNError", "ConfigError", "BuildError", "join_path"]
+__all__ = ["BuildError", "ConfigError", "NNError", "join_path"]
 
 
 def join_path(prefix: str, path: str) -> str:

@@ -17,21 +17,21 @@ from torch import nn
 from legoml.nn import _registry
 from legoml.nn._paths import parse_key, set_in
 from legoml.nn._repr import render
-from legoml.nn._schema import MAX_DEPTH, FieldSpec, fields_of, parse_node
+from legoml.nn._schema import FORMAT_VERSION, MAX_DEPTH, FieldSpec, fields_of, parse_node
 from legoml.nn._text import closest, short
 from legoml.nn.errors import ConfigError
 
 __all__ = [
     "FORMAT_VERSION",
+    "MAX_DEPTH",
+    "BlockNode",
+    "ModelNode",
     "ModuleNode",
     "Node",
     "apply_overrides",
     "node_fields",
     "registered_nodes",
 ]
-
-#: Version written as ``"format"`` by ``Node.to_dict``; ``from_dict`` refuses other versions.
-FORMAT_VERSION = 1
 
 N = TypeVar("N", bound="Node")
 
@@ -170,6 +170,26 @@ class ModuleNode(Node, register=False):
 
     def build(self) -> nn.Module:
         raise NotImplementedError(f"{type(self).__name__} does not define build()")
+
+
+class BlockNode(ModuleNode, register=False):
+    """Base of the building blocks (``legoml.nn.blocks``): activations, pooling, norms, conv,
+    linear and residual blocks, containers. A field typed ``BlockNode`` accepts any of them.
+
+    >>> from legoml.nn import ReluNode, TinyCNNNode
+    >>> isinstance(ReluNode(), BlockNode), isinstance(TinyCNNNode(), BlockNode)
+    (True, False)
+    """
+
+
+class ModelNode(ModuleNode, register=False):
+    """Base of whole models (``legoml.nn.models``): ``MLPNode``, ``TinyCNNNode``, ``EncoderNode``,
+    ``ConvAutoencoderNode``. A field typed ``ModelNode`` accepts any of them.
+
+    >>> from legoml.nn import ConvBlockNode, MLPNode
+    >>> isinstance(MLPNode(), ModelNode), isinstance(ConvBlockNode(), ModelNode)
+    (True, False)
+    """
 
 
 def node_fields(cls: type[Node]) -> dict[str, FieldSpec]:

@@ -8,15 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Annotated, Any, ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 from torch.nn.parameter import is_lazy
 
-from legoml.nn._check import Check
 from legoml.nn.errors import BuildError, ConfigError
 from legoml.nn.node import Node
+from legoml.nn.types import NonNegativeFloat, PositiveFloat, Probability
 
 __all__ = [
     "AdamNode",
@@ -28,10 +28,6 @@ __all__ = [
 ]
 
 ParamsLike = nn.Module | Iterable[torch.Tensor] | Iterable[Mapping[str, Any]]
-
-PositiveFloat = Annotated[float, Check(gt=0.0)]
-NonNegativeFloat = Annotated[float, Check(ge=0.0)]
-Beta = Annotated[float, Check(ge=0.0, lt=1.0)]
 
 _NORMS: tuple[type[nn.Module], ...] = (
     nn.modules.batchnorm._NormBase,
@@ -163,7 +159,7 @@ class AdamNode(OptimizerNode):
     """``torch.optim.Adam`` (L2 weight decay added to the gradient; see ``AdamWNode``)."""
 
     lr: PositiveFloat = 1e-3
-    betas: tuple[Beta, Beta] = (0.9, 0.999)
+    betas: tuple[Probability, Probability] = (0.9, 0.999)
     eps: PositiveFloat = 1e-8
     weight_decay: NonNegativeFloat = 0.0
     amsgrad: bool = False

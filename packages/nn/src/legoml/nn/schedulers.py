@@ -22,11 +22,16 @@ from legoml.nn._check import Check
 from legoml.nn._schedules import WarmupCosineFactor
 from legoml.nn.errors import ConfigError
 from legoml.nn.node import Node
+from legoml.nn.types import (
+    NonNegative,
+    NonNegativeFloat,
+    Positive,
+    PositiveFloat,
+    Probability,
+    positive_int,
+)
 
 __all__ = ["CosineNode", "OneCycleNode", "SchedulerNode", "StepLRNode", "WarmupCosineNode"]
-
-PositiveFloat = Annotated[float, Check(gt=0.0)]
-Fraction = Annotated[float, Check(ge=0.0, lt=1.0)]
 
 
 class SchedulerNode(Node, register=False):
@@ -36,21 +41,15 @@ class SchedulerNode(Node, register=False):
         raise NotImplementedError(f"{type(self).__name__} does not define build()")
 
 
-def _check_total(total_steps: int) -> int:
-    if isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps < 1:
-        raise ConfigError(f"must be an int >= 1, got {total_steps!r}", "total_steps")
-    return total_steps
-
-
 @dataclass(frozen=True)
 class StepLRNode(SchedulerNode):
     """``StepLR``: multiply the LR by ``gamma`` every ``step_size`` steps."""
 
-    step_size: Annotated[int, Check(ge=1)] = 1000
+    step_size: Positive = 1000
     gamma: Annotated[float, Check(gt=0.0, le=1.0)] = 0.1
 
     def build(self, optimizer: torch.optim.Optimizer, total_steps: int) -> LRScheduler:
-        _check_total(total_steps)
+        positive_int(total_steps, "total_steps")
         return StepLR(optimizer, step_size=self.step_size, gamma=self.gamma)
 
 
@@ -58,10 +57,11 @@ class StepLRNode(SchedulerNode):
 class CosineNode(SchedulerNode):
     """``CosineAnnealingLR`` from the base LR down to ``min_lr`` over ``total_steps``."""
 
-    min_lr: Annotated[float, Check(ge=0.0)] = 0.0
+    min_lr: NonNegativeFloat = 0.0
 
     def build(self, optimizer: torch.optim.Optimizer, total_steps: int) -> LRScheduler:
-        return CosineAnnealingLR(optimizer, T_max=_check_total(total_steps), eta_min=self.min_lr)
+        total = positive_int(total_steps, "total_steps")
+        return CosineAnnealingLR(optimizer, T_max=total, eta_min=self.min_lr)
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,7 @@ class OneCycleNode(SchedulerNode):
     cycle_momentum: bool = True
 
     def build(self, optimizer: torch.optim.Optimizer, total_steps: int) -> LRScheduler:
-        total = _check_total(total_steps)
+        total = positive_int(total_steps, "total_steps")
         max_lr = (
             [float(group["lr"]) for group in optimizer.param_groups]
             if self.max_lr is None
@@ -126,13 +126,13 @@ class WarmupCosineNode(SchedulerNode):
     [0.5, 1.0, 1.0, 0.962]
     """
 
-    warmup_steps: Annotated[int, Check(ge=0)] | None = None
-    warmup_ratio: Fraction = 0.05
+    warmup_steps: NonNegative | None = None
+    warmup_ratio: Probability = 0.05
     min_lr_ratio: Annotated[float, Check(ge=0.0, le=1.0)] = 0.0
 
     def warmup_for(self, total_steps: int) -> int:
         """Warmup length for a run of ``total_steps`` optimizer steps."""
-        total = _check_total(total_steps)
+        total = positive_int(total_steps, "total_steps")
         if self.warmup_steps is None:
             return round(self.warmup_ratio * total)
         if self.warmup_steps > total:

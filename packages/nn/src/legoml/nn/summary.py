@@ -9,9 +9,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from legoml.nn._lazy import materialize
+from legoml.nn._lazy import has_lazy, materialize
 
-__all__ = ["LayerInfo", "ModelSummary", "count_parameters", "summarize"]
+__all__ = [
+    "LayerInfo",
+    "ModelSummary",
+    "count_parameters",
+    "has_lazy",
+    "materialize",
+    "summarize",
+]
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:

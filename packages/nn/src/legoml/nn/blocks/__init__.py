@@ -1,5 +1,10 @@
-"""Block nodes: activations, pooling, normalization, conv/linear/residual blocks, containers."""
+"""Block nodes: activations, pooling, normalization, conv/linear/residual blocks, containers.
 
+Every block is a ``BlockNode``; ``ActivationNode``, ``PoolingNode``, ``NormNode`` and
+``StageNode`` are the bases a block's slots are typed with.
+"""
+
+from legoml.nn._deprecated import moved_names
 from legoml.nn.blocks.activations import (
     ActivationNode,
     GELUNode,
@@ -26,9 +31,10 @@ from legoml.nn.blocks.pooling import (
     AvgPool2dNode,
     GlobalAvgPoolNode,
     MaxPool2dNode,
-    PoolNode,
+    PoolingNode,
 )
 from legoml.nn.blocks.residual import ResidualBlock, ResidualBlockNode
+from legoml.nn.node import BlockNode
 
 __all__ = [
     "ActivationNode",
@@ -37,6 +43,7 @@ __all__ = [
     "AvgPool2dNode",
     "BatchNorm1dNode",
     "BatchNorm2dNode",
+    "BlockNode",
     "ConvBlockNode",
     "DropoutNode",
     "FlattenNode",
@@ -49,7 +56,7 @@ __all__ = [
     "MaxPool2dNode",
     "NoopNode",
     "NormNode",
-    "PoolNode",
+    "PoolingNode",
     "ReluNode",
     "ResidualBlock",
     "ResidualBlockNode",
@@ -59,3 +66,5 @@ __all__ = [
     "StageNode",
     "TanhNode",
 ]
+
+__getattr__ = moved_names(__name__, {"PoolNode": "legoml.nn.blocks.PoolingNode"})

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from torch import nn
 
 from legoml.nn._check import Check
-from legoml.nn.node import ModuleNode
+from legoml.nn.node import BlockNode
 
 __all__ = [
     "ActivationNode",
@@ -22,7 +22,7 @@ __all__ = [
 ]
 
 
-class ActivationNode(ModuleNode, register=False):
+class ActivationNode(BlockNode, register=False):
     """Base of activation nodes: a field typed ``ActivationNode`` accepts any of them.
 
     >>> ReluNode().build()

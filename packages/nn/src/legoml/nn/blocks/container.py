@@ -6,14 +6,14 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
-from legoml.nn.blocks._common import Probability
-from legoml.nn.node import ModuleNode
+from legoml.nn.node import BlockNode, ModuleNode
+from legoml.nn.types import Probability
 
 __all__ = ["DropoutNode", "FlattenNode", "SequentialNode"]
 
 
 @dataclass(frozen=True)
-class FlattenNode(ModuleNode):
+class FlattenNode(BlockNode):
     """``nn.Flatten``."""
 
     start_dim: int = 1
@@ -24,7 +24,7 @@ class FlattenNode(ModuleNode):
 
 
 @dataclass(frozen=True)
-class DropoutNode(ModuleNode):
+class DropoutNode(BlockNode):
     """``nn.Dropout``."""
 
     p: Probability = 0.5
@@ -34,7 +34,7 @@ class DropoutNode(ModuleNode):
 
 
 @dataclass(frozen=True)
-class SequentialNode(ModuleNode):
+class SequentialNode(BlockNode):
     """``nn.Sequential`` of any module nodes, built in order (sizes left ``None`` become lazy).
 
     >>> SequentialNode([FlattenNode(), LinearBlockNode(out_features=3)]).build()(

@@ -7,17 +7,18 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from legoml.nn.blocks._common import NonNegative, Positive, Probability, resolve_size
+from legoml.nn._sizes import resolve_size
 from legoml.nn.blocks.activations import ActivationNode, ReluNode
 from legoml.nn.blocks.normalization import BatchNorm1dNode, LayerNormNode, NormNode
-from legoml.nn.blocks.pooling import PoolNode
+from legoml.nn.blocks.pooling import PoolingNode
 from legoml.nn.errors import ConfigError
-from legoml.nn.node import ModuleNode
+from legoml.nn.node import BlockNode
+from legoml.nn.types import NonNegative, Positive, Probability
 
 __all__ = ["ConvBlockNode", "StageNode"]
 
 
-class StageNode(ModuleNode, register=False):
+class StageNode(BlockNode, register=False):
     """A stage of a conv encoder: maps (N, C_in, H, W) to (N, C_out, H', W').
 
     The encoder passes each stage the channel count of the stage before it.
@@ -55,7 +56,7 @@ class ConvBlockNode(StageNode):
     bias: bool | None = None
     norm: NormNode | None = None
     activation: ActivationNode = ReluNode()
-    pool: PoolNode | None = None
+    pool: PoolingNode | None = None
     dropout: Probability = 0.0
     pool_first: bool = False
 

@@ -7,17 +7,18 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from legoml.nn.blocks._common import Positive, Probability, resolve_size
+from legoml.nn._sizes import resolve_size
 from legoml.nn.blocks.activations import ActivationNode, ReluNode
 from legoml.nn.blocks.normalization import BatchNorm2dNode, NormNode
 from legoml.nn.errors import ConfigError
-from legoml.nn.node import ModuleNode
+from legoml.nn.node import BlockNode
+from legoml.nn.types import Positive, Probability
 
 __all__ = ["LinearBlockNode"]
 
 
 @dataclass(frozen=True)
-class LinearBlockNode(ModuleNode):
+class LinearBlockNode(BlockNode):
     """A fully connected layer with its norm, activation and dropout.
 
     ``in_features=None`` takes the width passed by the container (``nn.LazyLinear`` when

@@ -12,17 +12,17 @@ from typing import Annotated, ClassVar
 from torch import nn
 
 from legoml.nn._check import Check
-from legoml.nn.blocks._common import Positive, resolve_size
+from legoml.nn._sizes import resolve_size
 from legoml.nn.errors import BuildError, ConfigError
-from legoml.nn.node import ModuleNode
+from legoml.nn.node import BlockNode
+from legoml.nn.types import Positive, PositiveFloat
 
 __all__ = ["BatchNorm1dNode", "BatchNorm2dNode", "GroupNormNode", "LayerNormNode", "NormNode"]
 
-Eps = Annotated[float, Check(gt=0.0)]
 Momentum = Annotated[float, Check(gt=0.0, le=1.0)]
 
 
-class NormNode(ModuleNode, register=False):
+class NormNode(BlockNode, register=False):
     """Base of normalization nodes: a field typed ``NormNode`` accepts any of them.
 
     >>> BatchNorm2dNode().build(16).num_features
@@ -43,7 +43,7 @@ class _BatchNormNode(NormNode, register=False):
     """Shared fields and build of the batch-norm nodes; a lazy module when the size is unknown."""
 
     num_features: Positive | None = None
-    eps: Eps = 1e-5
+    eps: PositiveFloat = 1e-5
     momentum: Momentum = 0.1
     affine: bool = True
     track_running_stats: bool = True
@@ -79,7 +79,7 @@ class LayerNormNode(NormNode):
     """
 
     normalized_shape: Positive | None = None
-    eps: Eps = 1e-5
+    eps: PositiveFloat = 1e-5
     elementwise_affine: bool = True
 
     def build(self, num_features: int | None = None) -> nn.Module:
@@ -95,7 +95,7 @@ class GroupNormNode(NormNode):
 
     num_groups: Positive = 8
     num_channels: Positive | None = None
-    eps: Eps = 1e-5
+    eps: PositiveFloat = 1e-5
     affine: bool = True
 
     def validate(self) -> None:

@@ -6,8 +6,9 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from legoml.nn.blocks._common import NonNegative, Positive
-from legoml.nn.node import ModuleNode
+from legoml.nn._deprecated import moved_names
+from legoml.nn.node import BlockNode
+from legoml.nn.types import NonNegative, Positive
 
 __all__ = [
     "AdaptiveAvgPool2dNode",
@@ -15,12 +16,12 @@ __all__ = [
     "AvgPool2dNode",
     "GlobalAvgPoolNode",
     "MaxPool2dNode",
-    "PoolNode",
+    "PoolingNode",
 ]
 
 
-class PoolNode(ModuleNode, register=False):
-    """Base of pooling nodes: a field typed ``PoolNode`` accepts any of them.
+class PoolingNode(BlockNode, register=False):
+    """Base of pooling nodes: a field typed ``PoolingNode`` accepts any of them.
 
     >>> MaxPool2dNode(kernel_size=2).build()
     MaxPool2d(kernel_size=2, stride=2, padding=0, dilation=1, ceil_mode=False)
@@ -28,7 +29,7 @@ class PoolNode(ModuleNode, register=False):
 
 
 @dataclass(frozen=True)
-class MaxPool2dNode(PoolNode):
+class MaxPool2dNode(PoolingNode):
     """``nn.MaxPool2d``; ``stride=None`` means ``stride = kernel_size``."""
 
     kernel_size: Positive = 2
@@ -40,7 +41,7 @@ class MaxPool2dNode(PoolNode):
 
 
 @dataclass(frozen=True)
-class AvgPool2dNode(PoolNode):
+class AvgPool2dNode(PoolingNode):
     """``nn.AvgPool2d``; ``stride=None`` means ``stride = kernel_size``."""
 
     kernel_size: Positive = 2
@@ -52,7 +53,7 @@ class AvgPool2dNode(PoolNode):
 
 
 @dataclass(frozen=True)
-class AdaptiveAvgPool2dNode(PoolNode):
+class AdaptiveAvgPool2dNode(PoolingNode):
     """``nn.AdaptiveAvgPool2d`` to a fixed (height, width)."""
 
     output_size: tuple[Positive, Positive] = (1, 1)
@@ -62,7 +63,7 @@ class AdaptiveAvgPool2dNode(PoolNode):
 
 
 @dataclass(frozen=True)
-class AdaptiveMaxPool2dNode(PoolNode):
+class AdaptiveMaxPool2dNode(PoolingNode):
     """``nn.AdaptiveMaxPool2d`` to a fixed (height, width)."""
 
     output_size: tuple[Positive, Positive] = (1, 1)
@@ -72,7 +73,7 @@ class AdaptiveMaxPool2dNode(PoolNode):
 
 
 @dataclass(frozen=True)
-class GlobalAvgPoolNode(PoolNode):
+class GlobalAvgPoolNode(PoolingNode):
     """Average over all spatial positions: (N, C, H, W) -> (N, C), or (N, C, 1, 1)."""
 
     flatten: bool = True
@@ -80,3 +81,6 @@ class GlobalAvgPoolNode(PoolNode):
     def build(self) -> nn.Module:
         pool = nn.AdaptiveAvgPool2d(1)
         return nn.Sequential(pool, nn.Flatten(1)) if self.flatten else pool
+
+
+__getattr__ = moved_names(__name__, {"PoolNode": "legoml.nn.blocks.pooling.PoolingNode"})

@@ -7,11 +7,12 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from legoml.nn.blocks._common import Positive, resolve_size
+from legoml.nn._sizes import resolve_size
 from legoml.nn.blocks.activations import ActivationNode, ReluNode
 from legoml.nn.blocks.conv import StageNode
 from legoml.nn.blocks.normalization import BatchNorm1dNode, BatchNorm2dNode, LayerNormNode, NormNode
 from legoml.nn.errors import ConfigError
+from legoml.nn.types import Positive
 
 __all__ = ["ResidualBlock", "ResidualBlockNode"]
 

@@ -1,8 +1,17 @@
-"""Model nodes: ``MLPNode``, ``EncoderNode``, ``TinyCNNNode``, ``ConvAutoencoderNode``."""
+"""Model nodes (each a ``ModelNode``): ``MLPNode``, ``EncoderNode``, ``TinyCNNNode``,
+``ConvAutoencoderNode``."""
 
 from legoml.nn.models.autoencoder import ConvAutoencoder, ConvAutoencoderNode
 from legoml.nn.models.encoder import EncoderNode
 from legoml.nn.models.mlp import MLPNode
 from legoml.nn.models.tinycnn import TinyCNNNode
+from legoml.nn.node import ModelNode
 
-__all__ = ["ConvAutoencoder", "ConvAutoencoderNode", "EncoderNode", "MLPNode", "TinyCNNNode"]
+__all__ = [
+    "ConvAutoencoder",
+    "ConvAutoencoderNode",
+    "EncoderNode",
+    "MLPNode",
+    "ModelNode",
+    "TinyCNNNode",
+]

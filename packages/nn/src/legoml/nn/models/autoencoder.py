@@ -8,10 +8,10 @@ from typing import Annotated
 from torch import Tensor, nn
 
 from legoml.nn._check import Check
-from legoml.nn.blocks._common import Positive
 from legoml.nn.blocks.activations import ActivationNode, ReluNode
 from legoml.nn.errors import ConfigError
-from legoml.nn.node import ModuleNode
+from legoml.nn.node import ModelNode
+from legoml.nn.types import Positive
 
 __all__ = ["ConvAutoencoder", "ConvAutoencoderNode"]
 
@@ -42,7 +42,7 @@ class ConvAutoencoder(nn.Module):
 
 
 @dataclass(frozen=True)
-class ConvAutoencoderNode(ModuleNode):
+class ConvAutoencoderNode(ModelNode):
     """Each entry of ``channels`` is a 3x3 stride-2 conv (halving H and W), then a linear
     layer to a ``latent``-wide code; the decoder mirrors it with 4x4 stride-2 transposed
     convs. ``sigmoid`` squashes the output to [0, 1], matching inputs scaled to [0, 1].
@@ -82,7 +82,9 @@ class ConvAutoencoderNode(ModuleNode):
         encoder: list[nn.Module] = []
         width = self.in_channels
         for out in self.channels:
-            conv: nn.Module = nn.Conv2d(width, out, 3, stride=2, padding=1, bias=not self.batch_norm)
+            conv: nn.Module = nn.Conv2d(
+                width, out, 3, stride=2, padding=1, bias=not self.batch_norm
+            )
             encoder += self._stage(conv, out)
             width = out
         shape = self._code_shape()
@@ -104,4 +106,3 @@ class ConvAutoencoderNode(ModuleNode):
         if self.sigmoid:
             decoder.append(nn.Sigmoid())
         return ConvAutoencoder(nn.Sequential(*encoder), nn.Sequential(*decoder))
-

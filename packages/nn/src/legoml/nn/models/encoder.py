@@ -10,12 +10,14 @@ from typing import Annotated
 from torch import nn
 
 from legoml.nn._check import Check
-from legoml.nn.blocks._common import Positive, resolve_size
+from legoml.nn._sizes import resolve_size
 from legoml.nn.blocks.activations import ActivationNode, ReluNode
 from legoml.nn.blocks.conv import ConvBlockNode, StageNode
 from legoml.nn.blocks.normalization import NormNode
-from legoml.nn.blocks.pooling import MaxPool2dNode, PoolNode
+from legoml.nn.blocks.pooling import MaxPool2dNode, PoolingNode
 from legoml.nn.errors import ConfigError
+from legoml.nn.node import ModelNode
+from legoml.nn.types import Positive
 
 __all__ = ["EncoderNode"]
 
@@ -32,7 +34,7 @@ def _default_blocks() -> list[StageNode]:
 
 
 @dataclass(frozen=True)
-class EncoderNode(StageNode):
+class EncoderNode(StageNode, ModelNode):
     """Conv stages applied in order; each stage gets the previous stage's channel count.
 
     The default halves the size twice: (N, 1, 28, 28) -> (N, 64, 7, 7). A stage's own
@@ -54,7 +56,7 @@ class EncoderNode(StageNode):
         kernel_size: int = 3,
         norm: NormNode | None = None,
         activation: ActivationNode = _RELU,
-        pool: PoolNode | None = _MAX_POOL,
+        pool: PoolingNode | None = _MAX_POOL,
         dropout: float = 0.0,
     ) -> EncoderNode:
         """One ``ConvBlockNode`` per width, all alike (the default 2x2 max pool downsamples)."""

@@ -7,17 +7,17 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from legoml.nn.blocks._common import Positive, Probability
 from legoml.nn.blocks.activations import ActivationNode, ReluNode
 from legoml.nn.blocks.linear import LinearBlockNode
 from legoml.nn.blocks.normalization import NormNode
-from legoml.nn.node import ModuleNode
+from legoml.nn.node import ModelNode
+from legoml.nn.types import Positive, Probability
 
 __all__ = ["MLPNode"]
 
 
 @dataclass(frozen=True)
-class MLPNode(ModuleNode):
+class MLPNode(ModelNode):
     """[Flatten ->] (Linear -> norm -> activation -> dropout) per hidden width -> Linear.
 
     ``in_features=None`` makes the first layer an ``nn.LazyLinear`` (sized by the first batch).

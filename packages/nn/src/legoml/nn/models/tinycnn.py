@@ -10,7 +10,6 @@ from torch import nn
 
 from legoml.nn._check import Check
 from legoml.nn._lazy import materialize
-from legoml.nn.blocks._common import Positive, Probability
 from legoml.nn.blocks.activations import ActivationNode, ReluNode
 from legoml.nn.blocks.conv import ConvBlockNode, StageNode
 from legoml.nn.blocks.normalization import BatchNorm2dNode
@@ -18,13 +17,14 @@ from legoml.nn.blocks.pooling import AvgPool2dNode, MaxPool2dNode
 from legoml.nn.errors import BuildError
 from legoml.nn.models.encoder import EncoderNode
 from legoml.nn.models.mlp import MLPNode
-from legoml.nn.node import ModuleNode
+from legoml.nn.node import ModelNode
+from legoml.nn.types import Positive, Probability
 
 __all__ = ["TinyCNNNode"]
 
 
 @dataclass(frozen=True)
-class TinyCNNNode(ModuleNode):
+class TinyCNNNode(ModelNode):
     """Conv blocks (each: conv, optional batch norm, activation, 2x2 pool) then an MLP head.
 
     The head's first layer is an ``nn.LazyLinear``, so the flatten size is never computed by

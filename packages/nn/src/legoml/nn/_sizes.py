@@ -1,17 +1,10 @@
-"""Field aliases and size resolution shared by the block nodes."""
+"""Size resolution shared by blocks and models: a declared size, or the one passed in."""
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from legoml.nn._check import Check
 from legoml.nn.errors import ConfigError
 
-__all__ = ["NonNegative", "Positive", "Probability", "resolve_size"]
-
-Positive = Annotated[int, Check(ge=1)]
-NonNegative = Annotated[int, Check(ge=0)]
-Probability = Annotated[float, Check(ge=0.0, lt=1.0)]
+__all__ = ["resolve_size"]
 
 
 def resolve_size(declared: int | None, given: int | None, field: str) -> int | None:
