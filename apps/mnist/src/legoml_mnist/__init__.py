@@ -12,7 +12,14 @@ from legoml_mnist.evaluator import (
     EvaluatorForImageClassificationNode,
     EvaluatorNode,
 )
-from legoml_mnist.loaders import AugmentNode, CollatorNode, LoaderNode
+from legoml_mnist.loaders import AugmentNode, CollatorNode, DataLoaderNode, LoaderNode
+from legoml_mnist.metric_nodes import (
+    AccuracyNode,
+    F1ScoreNode,
+    MeanAbsoluteErrorNode,
+    MeanSquaredErrorNode,
+    MetricNode,
+)
 from legoml_mnist.recipes import recipe
 from legoml_mnist.tasks import EvalReport, ImageClassificationNode, ReconstructionNode, TaskNode
 from legoml_mnist.trainer import (
@@ -23,18 +30,24 @@ from legoml_mnist.trainer import (
 )
 
 __all__ = [
+    "AccuracyNode",
     "AppError",
     "AugmentNode",
     "CollatorNode",
+    "DataLoaderNode",
     "DatasetNode",
     "EvalReport",
     "Evaluator",
     "EvaluatorForImageClassificationNode",
     "EvaluatorNode",
+    "F1ScoreNode",
     "FashionMNISTNode",
     "ImageClassificationNode",
     "LoaderNode",
     "MNISTNode",
+    "MeanAbsoluteErrorNode",
+    "MeanSquaredErrorNode",
+    "MetricNode",
     "ReconstructionNode",
     "TaskNode",
     "TrainResult",

@@ -8,14 +8,13 @@ MNIST. Adding a dataset in the same IDX layout is one small subclass.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Literal
+from typing import Literal
 
 from legoml.data import FASHION_MNIST, MNIST, IdxDataset, Split, limit, load_mnist
-from legoml.nn import Check, Node
+from legoml.nn import Node
+from legoml.nn.types import Positive
 
 __all__ = ["DatasetNode", "FashionMNISTNode", "MNISTNode", "NamedDatasetNode"]
-
-Positive = Annotated[int, Check(ge=1)]
 
 
 @dataclass(frozen=True)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
 
 import structlog
 
-from legoml.nn import Check, Node
+from legoml.nn import Node
+from legoml.nn.types import Positive
 from legoml.track import checkpoint_info, list_runs, load_checkpoint, resolve_checkpoint
 from legoml_mnist.builders import build_model, prepare_process
 from legoml_mnist.errors import AppError
@@ -25,7 +25,6 @@ __all__ = [
 ]
 
 log = structlog.get_logger(__name__)
-Positive = Annotated[int, Check(ge=1)]
 
 
 def find_checkpoint(checkpoint: str | None, runs_root: str) -> Path:

@@ -9,12 +9,11 @@ import torch
 
 from legoml.data import BatchLoader, BatchTransform, RandomAffine, RandomShift, Split
 from legoml.nn import Check, Node
+from legoml.nn.types import NonNegative, Positive
 from legoml_mnist.errors import AppError
 
-__all__ = ["AugmentNode", "CollatorNode", "LoaderNode", "Scaling", "rank_share"]
+__all__ = ["AugmentNode", "CollatorNode", "DataLoaderNode", "LoaderNode", "Scaling", "rank_share"]
 
-Positive = Annotated[int, Check(ge=1)]
-NonNegative = Annotated[int, Check(ge=0)]
 Scaling = tuple[tuple[float, ...], tuple[float, ...]]
 """Per-channel (mean, std) of pixels in [0, 1]: the model sees ``(x / 255 - mean) / std``."""
 
@@ -61,7 +60,7 @@ class CollatorNode(Node, tag="legoml_mnist.Collator"):
 
 
 @dataclass(frozen=True)
-class LoaderNode(Node, tag="legoml_mnist.Loader"):
+class DataLoaderNode(Node, tag="legoml_mnist.Loader"):
     """In-memory batch loader settings (training batches and evaluation batches)."""
 
     batch_size: Positive = 128
@@ -104,7 +103,12 @@ class LoaderNode(Node, tag="legoml_mnist.Loader"):
         )
 
 
-def rank_share(loader: LoaderNode, world_size: int) -> LoaderNode:
+LoaderNode = DataLoaderNode
+"""The name ``DataLoaderNode`` had before the seed's names came back; configs are unchanged
+(the tag is ``legoml_mnist.Loader`` under either name)."""
+
+
+def rank_share(loader: DataLoaderNode, world_size: int) -> DataLoaderNode:
     """``loader.batch_size`` is the global batch: each of ``world_size`` ranks takes an equal
     share, so a DDP run takes the same steps over the same examples as one process."""
     size = loader.batch_size

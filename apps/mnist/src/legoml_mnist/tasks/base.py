@@ -15,7 +15,8 @@ from torch import nn
 
 from legoml.core import AmpSetting, StepFn
 from legoml.metrics import Metric
-from legoml.nn import ModuleNode, Node
+from legoml.nn import ConfigError, ModuleNode, Node
+from legoml_mnist.metric_nodes import MetricNode
 
 if TYPE_CHECKING:
     from legoml.data import Split
@@ -47,11 +48,36 @@ class EvalReport:
         return self.body
 
 
+@dataclass(frozen=True)
 class TaskNode(Node, register=False):
-    """Base of the task nodes; a field typed ``TaskNode`` accepts any of them."""
+    """Base of the task nodes; a field typed ``TaskNode`` accepts any of them.
+
+    ``extra_metrics`` adds metric nodes to the task's own ones (reported in training and
+    evaluation under their ``name``)."""
+
+    extra_metrics: tuple[MetricNode, ...] = ()
 
     #: The metric names (without ``test/``) copied to ``meta.json``'s final metrics.
     final_metrics: ClassVar[tuple[str, ...]] = ("loss",)
+
+    def validate(self) -> None:
+        names = [metric.name for metric in self.extra_metrics]
+        taken = {*self._own_metric_names(), "loss"}
+        for name in names:
+            if name in taken or names.count(name) > 1:
+                raise ConfigError(
+                    f"metric {name!r} is already tracked by the task or listed twice; "
+                    "remove the duplicate", "extra_metrics"
+                )
+
+    def _own_metric_names(self) -> tuple[str, ...]:
+        """The names ``metrics()`` reports before the extras."""
+        return ()
+
+    def with_extra_metrics(self, own: dict[str, Metric], dataset: DatasetNode) -> dict[str, Metric]:
+        """``own`` plus the built ``extra_metrics``, for the tasks' ``metrics()``."""
+        classes = len(dataset.classes) or None
+        return {**own, **{node.name: node.build(classes) for node in self.extra_metrics}}
 
     def scaling(self, dataset: DatasetNode) -> Scaling:
         """The input scaling the task wants when the collator leaves it open."""

@@ -19,6 +19,7 @@ from legoml.metrics import (
     MultiClassAccuracy,
 )
 from legoml.nn import Check, ModuleNode
+from legoml.nn.types import Positive
 from legoml_mnist.errors import AppError
 from legoml_mnist.tasks.base import EvalReport, TaskNode
 
@@ -28,8 +29,6 @@ if TYPE_CHECKING:
     from legoml_mnist.loaders import Scaling
 
 __all__ = ["ImageClassificationNode"]
-
-Positive = Annotated[int, Check(ge=1)]
 
 
 @dataclass(frozen=True)
@@ -67,6 +66,10 @@ class ImageClassificationNode(TaskNode, tag="legoml_mnist.ImageClassification"):
     def eval_step(self, *, amp: AmpSetting, channels_last: bool) -> StepFn:
         return make_supervised_eval_step(amp=amp, channels_last=channels_last)
 
+    def _own_metric_names(self) -> tuple[str, ...]:
+        return ("accuracy", *(f"top{k}_accuracy" for k in self.top_k if k > 1),
+                *(("f1",) if self.f1 else ()))
+
     def metrics(self, dataset: DatasetNode) -> dict[str, Metric]:
         metrics: dict[str, Metric] = {"accuracy": MultiClassAccuracy()}
         for k in self.top_k:
@@ -74,7 +77,7 @@ class ImageClassificationNode(TaskNode, tag="legoml_mnist.ImageClassification"):
                 metrics[f"top{k}_accuracy"] = MultiClassAccuracy(top_k=k)
         if self.f1:
             metrics["f1"] = F1Score(num_classes=len(dataset.classes), average="macro")
-        return metrics
+        return self.with_extra_metrics(metrics, dataset)
 
     def report_metrics(self, dataset: DatasetNode) -> dict[str, Metric]:
         n = len(dataset.classes)

@@ -63,8 +63,11 @@ class ReconstructionNode(TaskNode, tag="legoml_mnist.Reconstruction"):
     def eval_step(self, *, amp: AmpSetting, channels_last: bool) -> StepFn:
         return make_reconstruction_eval_step(amp=amp, channels_last=channels_last)
 
+    def _own_metric_names(self) -> tuple[str, ...]:
+        return ("mse", "mae")
+
     def metrics(self, dataset: DatasetNode) -> dict[str, Metric]:
-        return {"mse": MeanSquaredError(), "mae": MeanAbsoluteError()}
+        return self.with_extra_metrics({"mse": MeanSquaredError(), "mae": MeanAbsoluteError()}, dataset)
 
     def report(
         self, metrics: Mapping[str, float], evaluated: Mapping[str, Metric], dataset: DatasetNode
