@@ -1,8 +1,9 @@
-"""Classification metrics as thin classes over integer count states.
+"""Classification metrics: thin classes that hold declared count states and call the
+functional ``_<name>_update`` / ``_<name>_compute`` pairs of ``legoml.metrics.functional``.
 
 Accuracy keeps (correct, total); the binary metrics keep ``[tp, fp, tn, fn]``; F1 and the
 confusion matrix keep a C×C confusion matrix. Input rules (scores, logits, probabilities or
-labels) are those of ``legoml.metrics.functional``.
+labels) are those of ``legoml.metrics._inputs``.
 """
 
 from __future__ import annotations
@@ -12,16 +13,20 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from legoml.metrics._inputs import as_targets, check_mask, class_labels, top_k_hits
-from legoml.metrics.errors import MetricInputError
+from legoml.metrics._inputs import check_num_classes
+from legoml.metrics._scores import Average, check_normalize
 from legoml.metrics.functional import (
-    Average,
-    average_scores,
-    binary_counts,
-    check_average,
-    confusion_counts,
-    per_class_scores,
-    safe_divide,
+    _accuracy_compute,
+    _accuracy_update,
+    _accuracy_validate_args,
+    _binary_accuracy_compute,
+    _binary_precision_compute,
+    _binary_recall_compute,
+    _binary_stats_update,
+    _confusion_matrix_compute,
+    _confusion_matrix_update,
+    _f1_compute,
+    _f1_validate_args,
 )
 from legoml.metrics.metric import Metric
 
@@ -51,8 +56,7 @@ class MultiClassAccuracy(Metric):
 
     def __init__(self, top_k: int = 1) -> None:
         super().__init__()
-        if top_k < 1:
-            raise MetricInputError(f"top_k must be >= 1, got {top_k}")
+        _accuracy_validate_args(top_k)
         self.top_k = top_k
         if top_k > 1:
             self.name = f"top{top_k}_accuracy"
@@ -63,21 +67,18 @@ class MultiClassAccuracy(Metric):
         return {"top_k": self.top_k}
 
     def update(self, predictions: Tensor, targets: Tensor, mask: Tensor | None = None) -> None:
-        self._begin_update(predictions)
-        target = as_targets(targets)
-        hits = top_k_hits(predictions, target.to(predictions.device), self.top_k)
-        keep = check_mask(mask, target.shape[0])
-        if keep is not None:
-            hits = hits[keep.to(hits.device)]
-        self._add("correct", hits.sum())
-        self._add("total", torch.tensor(hits.numel()))
+        correct, total = _accuracy_update(predictions, targets, self.top_k, mask)
+        self._accumulate(correct=correct, total=total)
 
     def compute(self) -> float:
-        return float(safe_divide(self._states["correct"], self._states["total"]))
+        return float(_accuracy_compute(self._states["correct"], self._states["total"]))
 
 
 class _BinaryStats(Metric):
-    """Shared state of the binary metrics: int64 ``[tp, fp, tn, fn]``."""
+    """Shared state of the binary metrics: int64 ``[tp, fp, tn, fn]``; a subclass names the
+    ``_binary_*_compute`` that reads its score from them."""
+
+    _score = staticmethod(_binary_accuracy_compute)
 
     def __init__(self, threshold: float = 0.5, from_logits: bool | None = None) -> None:
         super().__init__()
@@ -89,14 +90,11 @@ class _BinaryStats(Metric):
         return {"threshold": self.threshold, "from_logits": self.from_logits}
 
     def update(self, predictions: Tensor, targets: Tensor, mask: Tensor | None = None) -> None:
-        self._begin_update(predictions)
-        target = as_targets(targets, 2).to(predictions.device)
-        predicted = class_labels(predictions, target.shape[0], 2, self.threshold, self.from_logits)
-        keep = check_mask(mask, target.shape[0])
-        if keep is not None:
-            keep = keep.to(predicted.device)
-            predicted, target = predicted[keep], target[keep]
-        self._add("stats", binary_counts(predicted, target))
+        stats = _binary_stats_update(predictions, targets, self.threshold, mask, self.from_logits)
+        self._accumulate(stats=stats)
+
+    def compute(self) -> float:
+        return float(type(self)._score(self._states["stats"]))
 
     @property
     def counts(self) -> dict[str, int]:
@@ -116,10 +114,7 @@ class BinaryAccuracy(_BinaryStats):
     """
 
     name = "accuracy"
-
-    def compute(self) -> float:
-        tp, fp, tn, fn = self._states["stats"]
-        return float(safe_divide(tp + tn, tp + fp + tn + fn))
+    _score = staticmethod(_binary_accuracy_compute)
 
 
 class BinaryPrecision(_BinaryStats):
@@ -129,15 +124,12 @@ class BinaryPrecision(_BinaryStats):
         >>> import torch
         >>> precision = BinaryPrecision()
         >>> precision.update(torch.tensor([2.0, -1.0, 0.5]), torch.tensor([1, 0, 0]))  # logits
-        >>> precision.compute()
-        0.5
+        >>> precision.compute(), precision.counts["fp"]
+        (0.5, 1)
     """
 
     name = "precision"
-
-    def compute(self) -> float:
-        tp, fp, _, _ = self._states["stats"]
-        return float(safe_divide(tp, tp + fp))
+    _score = staticmethod(_binary_precision_compute)
 
 
 class BinaryRecall(_BinaryStats):
@@ -147,15 +139,13 @@ class BinaryRecall(_BinaryStats):
         >>> import torch
         >>> recall = BinaryRecall(threshold=0.3)
         >>> recall.update(torch.tensor([0.4, 0.2, 0.9]), torch.tensor([1, 1, 0]))
+        >>> recall.update(torch.tensor([0.8]), torch.tensor([1]), mask=torch.tensor([False]))
         >>> recall.compute()
         0.5
     """
 
     name = "recall"
-
-    def compute(self) -> float:
-        tp, _, _, fn = self._states["stats"]
-        return float(safe_divide(tp, tp + fn))
+    _score = staticmethod(_binary_recall_compute)
 
 
 class _ConfusionBased(Metric):
@@ -168,11 +158,7 @@ class _ConfusionBased(Metric):
         from_logits: bool | None = None,
     ) -> None:
         super().__init__()
-        if num_classes is not None and num_classes < 1:
-            raise MetricInputError(
-                f"num_classes must be >= 1 (or None to infer), got {num_classes}"
-            )
-        self.num_classes = num_classes
+        self.num_classes = check_num_classes(num_classes)
         self.threshold = threshold
         self.from_logits = from_logits
         size = num_classes or 0
@@ -188,29 +174,10 @@ class _ConfusionBased(Metric):
         }
 
     def update(self, predictions: Tensor, targets: Tensor, mask: Tensor | None = None) -> None:
-        self._begin_update(predictions)
-        target = as_targets(targets, self.num_classes).to(predictions.device)
-        predicted = class_labels(
-            predictions, target.shape[0], self.num_classes, self.threshold, self.from_logits
+        confmat = _confusion_matrix_update(
+            predictions, targets, self.num_classes, mask, self.threshold, self.from_logits
         )
-        keep = check_mask(mask, target.shape[0])
-        if keep is not None:
-            keep = keep.to(predicted.device)
-            predicted, target = predicted[keep], target[keep]
-        size = self.num_classes or self._inferred_size(predictions, predicted, target)
-        self._add("confmat", confusion_counts(predicted, target, size))
-
-    def _inferred_size(self, predictions: Tensor, predicted: Tensor, target: Tensor) -> int:
-        size = self._states["confmat"].shape[0]
-        if predictions.ndim == 2 and predictions.shape[1] > 1:
-            size = max(size, predictions.shape[1])
-        elif predictions.is_floating_point():
-            size = max(size, 2)  # binary scores: two classes even if one never shows
-        for labels in (predicted, target):
-            if labels.numel():
-                size = max(size, int(labels.max()) + 1)
-        self._align({"confmat": torch.zeros(size, size, dtype=torch.int64)})
-        return size
+        self._accumulate(confmat=confmat)
 
     @property
     def confusion(self) -> Tensor:
@@ -241,11 +208,7 @@ class F1Score(_ConfusionBased):
         threshold: float = 0.5,
         from_logits: bool | None = None,
     ) -> None:
-        check_average(average)
-        if average == "binary" and num_classes is not None and num_classes > 2:
-            raise MetricInputError(
-                f"average='binary' needs num_classes=2 (or None), got {num_classes}"
-            )
+        _f1_validate_args(num_classes, average)
         super().__init__(num_classes, threshold, from_logits)
         self.average: Average = average
 
@@ -254,8 +217,7 @@ class F1Score(_ConfusionBased):
 
     def compute(self) -> Any:
         """A float, or a per-class float64 tensor for ``average="none"``."""
-        confusion = self.confusion
-        scores = average_scores(per_class_scores(confusion)[2], confusion, self.average)
+        scores = _f1_compute(self.confusion, self.average)
         return scores if self.average == "none" else float(scores)
 
 
@@ -281,10 +243,7 @@ class ConfusionMatrix(_ConfusionBased):
         threshold: float = 0.5,
         from_logits: bool | None = None,
     ) -> None:
-        if normalize not in (None, "true", "pred", "all"):
-            raise MetricInputError(
-                f"normalize={normalize!r} is not one of None, 'true', 'pred', 'all'"
-            )
+        check_normalize(normalize)
         super().__init__(num_classes, threshold, from_logits)
         self.normalize = normalize
 
@@ -292,11 +251,4 @@ class ConfusionMatrix(_ConfusionBased):
         return {**super().config(), "normalize": self.normalize}
 
     def compute(self) -> Tensor:
-        counts = self.confusion.clone()
-        if self.normalize == "true":
-            return safe_divide(counts, counts.sum(dim=1, keepdim=True).expand_as(counts))
-        if self.normalize == "pred":
-            return safe_divide(counts, counts.sum(dim=0, keepdim=True).expand_as(counts))
-        if self.normalize == "all":
-            return safe_divide(counts, counts.sum().expand_as(counts))
-        return counts
+        return _confusion_matrix_compute(self.confusion, self.normalize)

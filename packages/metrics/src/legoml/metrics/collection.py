@@ -1,7 +1,15 @@
-"""MetricCollection: several metrics fed the same predictions and targets at once."""
+"""MetricCollection: several metrics fed the same predictions and targets at once.
+
+The naming rule (legoml-core's ``MetricsCallback`` follows the same one, checked by a test
+that imports both): a mapping names each metric by its key; a sequence by the metric's
+``name`` (a non-empty string), else by its class name in snake_case without a
+``MultiClass``/``Binary`` prefix. Results are ``<prefix><name>``; a dict result gives
+``<prefix><name>/<key>`` for each key, nested dicts one ``/<key>`` more per level.
+"""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -12,13 +20,39 @@ from legoml.metrics.metric import Metric
 
 __all__ = ["MetricCollection"]
 
+_CLASS_PREFIXES = ("MultiClass", "Multiclass", "Binary")
+_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
+
+
+def _metric_name(metric: object) -> str:
+    """The name a sequence of metrics gives ``metric`` (``MultiClassAccuracy`` -> its
+    ``name``, ``accuracy``; a nameless ``BinaryF1Score`` -> ``f1_score``)."""
+    name = getattr(metric, "name", None)
+    if isinstance(name, str) and name:
+        return name
+    cls = type(metric).__name__
+    for prefix in _CLASS_PREFIXES:
+        if cls.startswith(prefix) and len(cls) > len(prefix):
+            cls = cls[len(prefix) :]
+            break
+    return _CAMEL.sub("_", cls).lower()
+
+
+def _flatten(name: str, value: Any, into: dict[str, Any]) -> None:
+    """``into[name] = value``; a mapping value as ``name/key`` entries, level by level."""
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            _flatten(f"{name}/{key}", item, into)
+    else:
+        into[name] = value
+
 
 class MetricCollection:
     """Update, compute, reset, merge and reduce named metrics together.
 
     ``compute()`` returns one flat dict: ``prefix + name`` for scalar results and
     ``prefix + name/key`` for dict results (e.g. a ClassificationReport). A sequence of
-    metrics is named by each metric's ``name``.
+    metrics is named by each metric's ``name`` (the rule is in the module docstring).
 
     Example:
         >>> import torch
@@ -31,15 +65,16 @@ class MetricCollection:
 
     def __init__(self, metrics: Mapping[str, Metric] | Sequence[Metric], prefix: str = "") -> None:
         if isinstance(metrics, Mapping):
-            named = dict(metrics)
+            named = {str(name): metric for name, metric in metrics.items()}
         else:
             named = {}
             for metric in metrics:
-                if metric.name in named:
+                name = _metric_name(metric)
+                if name in named:
                     raise MetricStateError(
-                        f"two metrics are both named {metric.name!r}; pass a dict {{name: metric}}"
+                        f"two metrics are both named {name!r}; pass a dict {{name: metric}}"
                     )
-                named[metric.name] = metric
+                named[name] = metric
         self.metrics: dict[str, Metric] = named
         self.prefix = prefix
 
@@ -50,12 +85,7 @@ class MetricCollection:
     def compute(self) -> dict[str, Any]:
         results: dict[str, Any] = {}
         for name, metric in self.metrics.items():
-            value = metric.compute()
-            if isinstance(value, Mapping):
-                for key, item in value.items():
-                    results[f"{self.prefix}{name}/{key}"] = item
-            else:
-                results[f"{self.prefix}{name}"] = value
+            _flatten(f"{self.prefix}{name}", metric.compute(), results)
         return results
 
     def reset(self) -> None:

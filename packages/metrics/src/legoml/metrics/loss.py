@@ -5,9 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from legoml.metrics._inputs import check_mask
-from legoml.metrics.errors import MetricInputError
-from legoml.metrics.functional import safe_divide
+from legoml.metrics.functional import _mean_compute, _mean_loss_update
 from legoml.metrics.metric import Metric
 
 __all__ = ["MeanLoss"]
@@ -38,36 +36,10 @@ class MeanLoss(Metric):
         self.add_state("count", torch.zeros((), dtype=torch.int64))
 
     def update(
-        self, loss: Tensor, targets: Tensor | None = None, mask: Tensor | None = None
+        self, loss: Tensor | float, targets: Tensor | None = None, mask: Tensor | None = None
     ) -> None:
-        if not isinstance(loss, Tensor):
-            loss = torch.tensor(float(loss))
-        self._begin_update(loss)
-        loss = loss.detach()
-        if loss.ndim == 0:
-            weight = _batch_weight(targets, mask)
-            self._add("total", loss.double() * weight)
-            self._add("count", torch.tensor(weight))
-            return
-        if loss.ndim != 1:
-            raise MetricInputError(
-                f"loss must be a scalar batch mean or 1-d per-sample losses, got {tuple(loss.shape)}"
-            )
-        keep = check_mask(mask, loss.shape[0])
-        if keep is not None:
-            loss = loss[keep.to(loss.device)]
-        self._add("total", loss.double().sum())
-        self._add("count", torch.tensor(loss.numel()))
+        total, count = _mean_loss_update(loss, targets, mask)
+        self._accumulate(total=total, count=count)
 
     def compute(self) -> float:
-        return float(safe_divide(self._states["total"], self._states["count"]))
-
-
-def _batch_weight(targets: Tensor | None, mask: Tensor | None) -> int:
-    """How many samples a batch-mean loss stands for."""
-    if mask is not None:
-        keep = check_mask(mask, int(mask.shape[0]) if mask.ndim == 1 else -1)
-        return 0 if keep is None else int(keep.sum())
-    if targets is not None:
-        return int(targets.shape[0]) if targets.ndim else 1
-    return 1
+        return float(_mean_compute(self._states["total"], self._states["count"]))

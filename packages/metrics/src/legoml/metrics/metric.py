@@ -2,7 +2,9 @@
 
 A subclass declares each state once with :meth:`Metric.add_state` (a tensor and how ranks
 combine it); ``reset``, ``merge``, ``all_reduce``, ``state_dict`` and moving to the device
-of the incoming data then follow from the declaration.
+of the incoming data then follow from the declaration. Its ``update`` hands one batch's
+statistics from the functional ``_<name>_update`` to ``_accumulate``; its ``compute`` reads
+the states through ``_<name>_compute``.
 """
 
 from __future__ import annotations
@@ -82,17 +84,8 @@ class Metric(ABC):
             raise MetricStateError(
                 f"cannot merge {other!r} into {self!r}: merge metrics of one type and settings"
             )
-        self._align(other._states)
-        theirs = dict(other._states)
-        for name in self._growable:
-            theirs[name] = _pad_to(theirs[name], self._states[name].shape)
-        for name, value in theirs.items():
-            mine = self._states[name]
-            value = value.to(mine.device)
-            if self._reductions[name] == "max":
-                self._states[name] = torch.maximum(mine, value)
-            else:
-                self._states[name] = mine + value
+        for name, value in other._states.items():
+            self._combine(name, value.to(self._states[name].device))
         self._reduced = False
         return self
 
@@ -145,22 +138,30 @@ class Metric(ABC):
         return self
 
     # -- helpers for subclasses --------------------------------------------------------
-    def _begin_update(self, like: Tensor) -> None:
-        """Follow the data's device; new counts make the state unreduced again."""
-        if like.device != self.device:
-            self.to(like.device)
+    def _accumulate(self, **values: Tensor) -> None:
+        """Combine one batch's statistics (from its ``_<name>_update``) into the declared
+        states, the way ranks combine them (sum, or max where declared).
+
+        States follow the device of the statistics (that of the batch's predictions); new
+        counts make the state unreduced again.
+        """
+        for name, value in values.items():
+            if value.device != self.device:
+                self.to(value.device)
+            self._combine(name, value)
         self._reduced = False
 
-    def _add(self, name: str, value: Tensor) -> None:
-        self._states[name] = self._states[name] + value.to(self._states[name].device)
-
-    def _align(self, states: Mapping[str, Tensor]) -> None:
-        """Grow this metric's growable states to cover ``states`` (see ``add_state``)."""
-        for name in self._growable:
-            shape = torch.Size(
-                max(a, b) for a, b in zip(self._states[name].shape, states[name].shape, strict=True)
-            )
-            self._states[name] = _pad_to(self._states[name], shape)
+    def _combine(self, name: str, value: Tensor) -> None:
+        """state = state + value (or max); a growable state and ``value`` are first
+        zero-padded to their larger shape."""
+        mine = self._states[name]
+        if name in self._growable:
+            shape = _max_shape(mine.shape, value.shape)
+            mine, value = _pad_to(mine, shape), _pad_to(value, shape)
+        if self._reductions[name] == "max":
+            self._states[name] = torch.maximum(mine, value)
+        else:
+            self._states[name] = mine + value
 
     def _align_across_ranks(self, group: Any) -> None:
         for name in sorted(self._growable):
@@ -171,6 +172,10 @@ class Metric(ABC):
     def __repr__(self) -> str:
         settings = ", ".join(f"{key}={value!r}" for key, value in self.config().items())
         return f"{type(self).__name__}({settings})"
+
+
+def _max_shape(a: torch.Size, b: torch.Size) -> torch.Size:
+    return torch.Size(max(x, y) for x, y in zip(a, b, strict=True))
 
 
 def _pad_to(value: Tensor, shape: torch.Size) -> Tensor:

@@ -1,4 +1,5 @@
-"""ClassificationReport: per-class precision, recall, F1 and support, as numbers or a table."""
+"""ClassificationReport: per-class precision, recall, F1 and support, as numbers or a table
+(over a confusion-matrix state; the numbers come from ``functional._report_compute``)."""
 
 from __future__ import annotations
 
@@ -6,9 +7,9 @@ from collections.abc import Sequence
 
 from torch import Tensor
 
+from legoml.metrics._scores import per_class_scores
 from legoml.metrics.classification import _ConfusionBased
-from legoml.metrics.errors import MetricInputError
-from legoml.metrics.functional import accuracy_from_confusion, average_scores, per_class_scores
+from legoml.metrics.functional import _class_names, _report_compute, _report_validate_args
 
 __all__ = ["ClassificationReport"]
 
@@ -47,20 +48,9 @@ class ClassificationReport(_ConfusionBased):
         threshold: float = 0.5,
         from_logits: bool | None = None,
     ) -> None:
-        if class_names is not None:
-            if num_classes is None:
-                num_classes = len(class_names)
-            elif len(class_names) != num_classes:
-                raise MetricInputError(
-                    f"{len(class_names)} class_names given for num_classes={num_classes}"
-                )
+        num_classes = _report_validate_args(num_classes, class_names)
         super().__init__(num_classes, threshold, from_logits)
         self.class_names = list(class_names) if class_names is not None else None
-
-    def _names(self, count: int) -> list[str]:
-        if self.class_names is not None:
-            return self.class_names
-        return [str(index) for index in range(count)]
 
     def per_class(self) -> dict[str, Tensor]:
         """float64 per-class ``precision``, ``recall``, ``f1`` and int64 ``support``."""
@@ -68,26 +58,12 @@ class ClassificationReport(_ConfusionBased):
         return {"precision": precision, "recall": recall, "f1": f1, "support": support}
 
     def compute(self) -> dict[str, float]:
-        confusion = self.confusion
-        scores = self.per_class()
-        result: dict[str, float] = {}
-        for metric in ("precision", "recall", "f1", "support"):
-            for name, value in zip(
-                self._names(confusion.shape[0]), scores[metric].tolist(), strict=True
-            ):
-                result[f"{metric}/{name}"] = float(value)
-        result["accuracy"] = float(accuracy_from_confusion(confusion))
-        for average in ("macro", "weighted"):
-            for metric in ("precision", "recall", "f1"):
-                value = average_scores(scores[metric], confusion, average)
-                result[f"{average}/{metric}"] = float(value)
-        result["support"] = float(confusion.sum())
-        return result
+        return _report_compute(self.confusion, self.class_names)
 
     def table(self, digits: int = 4) -> str:
         """The report as aligned text, in scikit-learn's ``classification_report`` layout."""
         values = self.compute()
-        names = self._names(self.confusion.shape[0])
+        names = _class_names(self.class_names, self.confusion.shape[0])
         width = max([len("weighted avg"), *(len(n) for n in names)])
         column = max(9, digits + 3)
         titles = ("precision", "recall", "f1-score", "support")

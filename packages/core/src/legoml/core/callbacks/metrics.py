@@ -1,4 +1,11 @@
-"""MetricsCallback: feed step outputs to update/compute/reset metrics, one value per epoch."""
+"""MetricsCallback: feed step outputs to update/compute/reset metrics, one value per epoch.
+
+Results are named by the rule of ``legoml.metrics.MetricCollection`` (reproduced here, since
+core imports no other legoml package; tests/metrics checks that the two agree): a mapping
+names each metric by its key, a sequence by :func:`metric_name`; a result is stored as
+``<prefix><name>``, a dict result as ``<prefix><name>/<key>`` (one more ``/<key>`` per
+nested level).
+"""
 
 from __future__ import annotations
 
@@ -30,8 +37,9 @@ _CLASS_PREFIXES = ("MultiClass", "Multiclass", "Binary")
 
 
 def metric_name(metric: object) -> str:
-    """A metric's ``name`` attribute, else its class name in snake_case without a
-    ``MultiClass``/``Binary`` prefix (``MultiClassAccuracy`` -> ``accuracy``)."""
+    """A metric's ``name`` attribute (a non-empty string), else its class name in snake_case
+    without a ``MultiClass``/``Binary`` prefix (``MultiClassAccuracy`` -> ``accuracy``), as
+    ``legoml.metrics.MetricCollection`` names a sequence of metrics."""
     name = getattr(metric, "name", None)
     if isinstance(name, str) and name:
         return name
@@ -129,8 +137,9 @@ class MetricsCallback(Callback):
     """Reset at EPOCH_START, update at every STEP_END, compute at EPOCH_END.
 
     Results land in ``engine.state.metrics[prefix + name]`` (dict results as
-    ``prefix + name/key``; the loss metric as ``prefix + "loss"``); non-scalar results stay
-    in :attr:`results`. By default ``loss`` is a sample-weighted mean of the step losses
+    ``prefix + name/key``; the loss metric as ``prefix + "loss"``), the names
+    ``MetricCollection(metrics, prefix).compute()`` gives; non-scalar results stay in
+    :attr:`results` (keyed by ``name``). By default ``loss`` is a sample-weighted mean of the step losses
     (no entry when every step's loss is ``None``); ``loss=None`` turns it off, a metric
     replaces it, and a metric of ``metrics`` named ``loss`` takes its place. Under DDP each metric's ``all_reduce()`` runs before ``compute()``.
     With ``running_every=N`` the same keys also hold running values (this rank's, so far in
@@ -258,7 +267,7 @@ class MetricsCallback(Callback):
         if self.running_every is not None and updates % self.running_every == 0:
             for name, metric in self._all():
                 if not self._unused(metric):
-                    flatten_scalars(self.prefix + name, metric.compute(), engine.state.metrics)
+                    self._publish(name, metric.compute(), engine.state.metrics)
 
     def on_epoch_end(self, engine: Engine, context: Context) -> None:
         if self._updates == 0:  # resumed exactly at the end of an epoch: nothing measured
@@ -278,4 +287,8 @@ class MetricsCallback(Callback):
                 continue
             value = metric.compute()
             self.results[name] = value
-            flatten_scalars(self.prefix + name, value, metrics)
+            self._publish(name, value, metrics)
+
+    def _publish(self, name: str, value: Any, into: dict[str, float]) -> None:
+        """Write ``value``'s scalars under ``<prefix><name>`` (dicts as ``/<key>``)."""
+        flatten_scalars(f"{self.prefix}{name}", value, into)
