@@ -12,6 +12,7 @@ import torch
 
 from legoml.core.errors import ResumeError
 from legoml.core.state import State
+from legoml.core.values import require_int
 
 __all__ = [
     "ENGINE_STATE_VERSION",
@@ -84,26 +85,15 @@ def check_engine_state(state: Mapping[str, Any]) -> None:
         )
     for key in _INT_KEYS:
         value = state.get(key)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise ResumeError(f"engine state '{key}' must be an int >= 0, got {value!r}")
+        require_int(value, f"engine state '{key}'", minimum=0, error=ResumeError)
     if "max_epochs" not in state:
         raise ResumeError(
             "engine state has no 'max_epochs'; pass the state engine.state_dict() wrote"
         )
     max_epochs = state["max_epochs"]  # None: no epoch limit (a max_steps run)
-    if max_epochs is not None and (
-        isinstance(max_epochs, bool) or not isinstance(max_epochs, int) or max_epochs < 0
-    ):
-        raise ResumeError(
-            f"engine state 'max_epochs' must be None or an int >= 0, got {max_epochs!r}"
-        )
+    require_int(max_epochs, "engine state 'max_epochs'", minimum=0, optional=True, error=ResumeError)
     max_steps = state.get("max_steps")  # absent in states written before max_steps
-    if max_steps is not None and (
-        isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1
-    ):
-        raise ResumeError(
-            f"engine state 'max_steps' must be None or an int >= 1, got {max_steps!r}"
-        )
+    require_int(max_steps, "engine state 'max_steps'", optional=True, error=ResumeError)
     length = state.get("epoch_length")
     if length is not None and (not isinstance(length, int) or length < 1):
         raise ResumeError(

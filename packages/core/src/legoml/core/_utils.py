@@ -9,6 +9,8 @@ from typing import Any
 
 import torch
 
+from legoml.core.values import to_scalar
+
 __all__ = ["batch_size", "flatten_scalars", "is_finite_number", "snake_case", "to_scalar"]
 
 _Tensor = torch.Tensor
@@ -31,15 +33,6 @@ def batch_size(batch: Any) -> int:
             batch = next(iter(batch.values()))
         else:
             return 1
-
-
-def to_scalar(value: Any) -> float | None:
-    """A float for one-element tensors and real numbers, else ``None``."""
-    if isinstance(value, torch.Tensor):
-        return float(value) if value.numel() == 1 else None
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    return None
 
 
 def flatten_scalars(name: str, value: Any, into: dict[str, float]) -> None:

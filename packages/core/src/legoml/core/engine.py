@@ -31,6 +31,7 @@ from legoml.core.errors import EngineError
 from legoml.core.events import Events, FilteredEvent, RemovableHandle
 from legoml.core.state import State
 from legoml.core.step_output import DictStepOutput
+from legoml.core.values import require_int
 
 __all__ = ["Engine", "StepFn"]
 
@@ -43,9 +44,7 @@ _COUNTED = (Events.ENGINE_START, Events.ENGINE_END, Events.EXCEPTION_RAISED)
 
 
 def _positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise EngineError(f"loop({name}=...) must be an int >= 1, got {value!r}")
-    return value
+    return require_int(value, f"loop({name}=...)", error=EngineError)
 
 
 def _resolve_limits(

@@ -9,6 +9,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 
 from legoml.core.errors import EngineError
+from legoml.core.values import require_int
 
 if TYPE_CHECKING:
     from legoml.core.engine import Engine
@@ -71,12 +72,7 @@ class FilteredEvent:
             )
         for name in ("every", "once"):
             value = getattr(self, name)
-            if value is not None and (
-                isinstance(value, bool) or not isinstance(value, int) or value < 1
-            ):
-                raise EngineError(
-                    f"{self.event.name}({name}=...) must be an int >= 1, got {value!r}"
-                )
+            require_int(value, f"{self.event.name}({name}=...)", optional=True, error=EngineError)
         if self.filter is not None and not callable(self.filter):
             raise EngineError(f"{self.event.name}(filter=...) must be callable (engine, count)")
 

@@ -9,6 +9,7 @@ import sys
 import torch
 
 from legoml.core.errors import EngineError
+from legoml.core.values import is_int
 
 __all__ = ["seed_everything"]
 
@@ -32,7 +33,7 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
         >>> torch.equal(a, torch.rand(2))
         True
     """
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= _MAX_SEED:
+    if not is_int(seed) or not 0 <= seed <= _MAX_SEED:
         raise EngineError(
             f"seed_everything(seed=...) must be an int in [0, 2**32 - 1], got {seed!r}"
         )

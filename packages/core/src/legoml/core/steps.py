@@ -21,6 +21,7 @@ from legoml.core.context import Context
 from legoml.core.device import _CPU, cpu_supports_bf16, move_to_device
 from legoml.core.errors import EngineError
 from legoml.core.step_output import SupervisedStepOutput
+from legoml.core.values import require_int
 
 if TYPE_CHECKING:
     from legoml.core.engine import Engine
@@ -280,12 +281,7 @@ class _AmpDtype:
 
 
 def _check_common(grad_accum_steps: int, clip_grad_norm: float | None) -> None:
-    if (
-        isinstance(grad_accum_steps, bool)
-        or not isinstance(grad_accum_steps, int)
-        or grad_accum_steps < 1
-    ):
-        raise EngineError(f"grad_accum_steps must be an int >= 1, got {grad_accum_steps!r}")
+    require_int(grad_accum_steps, "grad_accum_steps", error=EngineError)
     if clip_grad_norm is not None and not clip_grad_norm > 0:
         raise EngineError(f"clip_grad_norm must be > 0 or None, got {clip_grad_norm!r}")
 

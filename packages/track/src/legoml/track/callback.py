@@ -11,31 +11,19 @@ from collections.abc import Mapping
 from typing import Any
 
 import structlog
-import torch
 
 from legoml.core import Callback, LRSchedulerCallback, Priority, ScalarSink
+from legoml.core.distributed import is_main_process
+from legoml.core.values import is_int, to_scalar
 
 __all__ = ["TrackingCallback"]
 
 log = structlog.get_logger(__name__)
 
 
-def _is_rank_zero() -> bool:
-    dist = torch.distributed
-    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, torch.Tensor):
-        return float(value.detach().float().item()) if value.numel() == 1 else None
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    return None
-
-
 def _optimizer_lr(context: Any) -> float | None:
     groups = getattr(getattr(context, "optimizer", None), "param_groups", None)
-    return _number(groups[0].get("lr")) if groups else None
+    return to_scalar(groups[0].get("lr")) if groups else None
 
 
 class TrackingCallback(Callback):
@@ -77,7 +65,7 @@ class TrackingCallback(Callback):
         log_epoch_metrics: bool = True,
         log_timings: bool = False,
     ) -> None:
-        if isinstance(log_every_n_steps, bool) or not isinstance(log_every_n_steps, int):
+        if not is_int(log_every_n_steps):
             raise TypeError(f"log_every_n_steps must be an int >= 0, got {log_every_n_steps!r}")
         if log_every_n_steps < 0:
             raise ValueError(f"log_every_n_steps must be >= 0 (0 = never), got {log_every_n_steps}")
@@ -113,7 +101,7 @@ class TrackingCallback(Callback):
         except OSError as exc:  # the CSV vanished: the rewind falls back to the step
             log.warning("cannot measure scalars.csv", error=str(exc))
             return None
-        return size if isinstance(size, int) and not isinstance(size, bool) else None
+        return size if is_int(size) else None
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         values = state.get("values", {})
@@ -138,7 +126,7 @@ class TrackingCallback(Callback):
 
     def _loss(self, output: Any) -> float | None:
         loss = output.get("loss") if isinstance(output, Mapping) else getattr(output, "loss", None)
-        return None if loss is None else _number(loss)
+        return None if loss is None else to_scalar(loss)
 
     def _step_lr(self, engine: Any) -> float | None:
         """The rate the current global step used, when it was read at its STEP_START."""
@@ -178,7 +166,7 @@ class TrackingCallback(Callback):
     def on_step_end(self, engine: Any, context: Any) -> None:
         """Every ``log_every_n_steps`` global steps: the step's loss and the lr it used."""
         every = self.log_every_n_steps
-        if every == 0 or engine.state.global_step % every != 0 or not _is_rank_zero():
+        if every == 0 or engine.state.global_step % every != 0 or not is_main_process():
             return
         values: dict[str, float] = {}
         loss = self._loss(engine.state.output)
@@ -195,12 +183,12 @@ class TrackingCallback(Callback):
     def on_epoch_end(self, engine: Any, context: Any) -> None:
         """Every entry of ``engine.state.metrics`` (and timings when asked); a learning rate
         among them is the epoch's last step's."""
-        if not _is_rank_zero():
+        if not is_main_process():
             return
         values: dict[str, float] = {}
         if self.log_epoch_metrics:
             for name, value in dict(engine.state.metrics).items():
-                number = _number(value)
+                number = to_scalar(value)
                 if number is None:
                     log.debug("metric is not a scalar; not logged", metric=name)
                 else:
@@ -215,7 +203,7 @@ class TrackingCallback(Callback):
                         values[key] = lr
         if self.log_timings:
             for name, seconds in dict(getattr(engine.state, "timings", {}) or {}).items():
-                number = _number(seconds)
+                number = to_scalar(seconds)
                 if number is not None and math.isfinite(number):
                     values[f"time/{name}"] = number
         self._write(values, engine)
@@ -223,7 +211,7 @@ class TrackingCallback(Callback):
     def on_exception(self, engine: Any, context: Any, exception: BaseException) -> bool | None:
         """Record the error in the run's event log (when the run has one); never swallows it."""
         log_event = getattr(self.run, "log_event", None)
-        if callable(log_event) and _is_rank_zero():
+        if callable(log_event) and is_main_process():
             try:
                 log_event(
                     "engine exception",

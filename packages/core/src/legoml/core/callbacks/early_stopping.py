@@ -10,6 +10,7 @@ import structlog
 
 from legoml.core._callback_base import Callback, Priority
 from legoml.core.errors import CallbackError, MetricNotFoundError
+from legoml.core.values import require_int
 
 if TYPE_CHECKING:
     from legoml.core.context import Context
@@ -75,10 +76,7 @@ class EarlyStopping(Callback):
     ) -> None:
         if mode not in ("min", "max"):
             raise CallbackError(f"EarlyStopping(mode=...) must be 'min' or 'max', got {mode!r}")
-        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 1:
-            raise CallbackError(
-                f"EarlyStopping(patience=...) must be an int >= 1, got {patience!r}"
-            )
+        require_int(patience, "EarlyStopping(patience=...)", error=CallbackError)
         if min_delta < 0:
             raise CallbackError(f"EarlyStopping(min_delta=...) must be >= 0, got {min_delta!r}")
         self.monitor = monitor

@@ -12,6 +12,7 @@ from legoml.core.distributed import is_main_process
 from legoml.core.errors import CallbackError
 from legoml.core.events import Events, RemovableHandle
 from legoml.core.protocols import ScalarSink
+from legoml.core.values import require_int
 
 if TYPE_CHECKING:
     from legoml.core.context import Context
@@ -44,12 +45,7 @@ class LoggingCallback(Callback):
         logger: Any = None,
         name: str = "engine",
     ) -> None:
-        if every_n_steps is not None and (
-            isinstance(every_n_steps, bool)
-            or not isinstance(every_n_steps, int)
-            or every_n_steps < 1
-        ):
-            raise CallbackError(f"every_n_steps must be None or an int >= 1, got {every_n_steps!r}")
+        require_int(every_n_steps, "every_n_steps", optional=True, error=CallbackError)
         self.every_n_steps = every_n_steps
         self.sink = sink
         self.logger: Any = logger if logger is not None else structlog.get_logger(__name__)

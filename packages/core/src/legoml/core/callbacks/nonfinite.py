@@ -9,6 +9,7 @@ import torch
 
 from legoml.core._callback_base import Callback, Priority
 from legoml.core.errors import CallbackError, NonFiniteLossError
+from legoml.core.values import require_int
 
 if TYPE_CHECKING:
     from legoml.core.context import Context
@@ -38,10 +39,7 @@ class NonFiniteLossGuard(Callback):
     priority = Priority.GUARD
 
     def __init__(self, check_every: int = 1) -> None:
-        if isinstance(check_every, bool) or not isinstance(check_every, int) or check_every < 1:
-            raise CallbackError(
-                f"NonFiniteLossGuard(check_every=...) must be an int >= 1, got {check_every!r}"
-            )
+        require_int(check_every, "NonFiniteLossGuard(check_every=...)", error=CallbackError)
         self.check_every = check_every
 
     def on_step_end(self, engine: Engine, context: Context) -> None:

@@ -11,6 +11,7 @@ from legoml.core._callback_base import Callback, Priority
 from legoml.core._utils import batch_size, to_scalar
 from legoml.core.distributed import is_main_process
 from legoml.core.errors import CallbackError
+from legoml.core.values import require_int
 
 if TYPE_CHECKING:
     from legoml.core.context import Context
@@ -49,10 +50,7 @@ class ProgressBarCallback(Callback):
         **tqdm_kwargs: Any,
     ) -> None:
         for name, value in (("refresh_every", refresh_every), ("postfix_every", postfix_every)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise CallbackError(
-                    f"ProgressBarCallback({name}=...) must be an int >= 1, got {value!r}"
-                )
+            require_int(value, f"ProgressBarCallback({name}=...)", error=CallbackError)
         self.desc = desc
         self.refresh_every = refresh_every
         self.postfix_every = postfix_every
