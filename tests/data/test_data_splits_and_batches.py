@@ -106,7 +106,7 @@ class Batch:
     name: str
 
 
-def test_move_to_device_walks_nested_batches() -> None:
+def test_move_to_device_is_deprecated_but_still_walks_nested_batches() -> None:
     batch = {
         "pair": Pair(torch.zeros(2), "a"),
         "list": [torch.ones(1), 3],
@@ -114,7 +114,8 @@ def test_move_to_device_walks_nested_batches() -> None:
         "dc": Batch(torch.zeros(1), "n"),
         "od": OrderedDict(k=torch.ones(1)),
     }
-    moved = move_to_device(batch, "meta")
+    with pytest.warns(DeprecationWarning, match="legoml.core.device.move_to_device"):
+        moved = move_to_device(batch, "meta")
     assert moved["pair"].x.is_meta and moved["pair"].tag == "a" and isinstance(moved["pair"], Pair)
     assert moved["list"][0].is_meta and moved["list"][1] == 3
     assert isinstance(moved["tuple"], tuple) and moved["tuple"][0].is_meta

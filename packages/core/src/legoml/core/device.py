@@ -6,6 +6,7 @@ Detection runs once per process and is cached: nothing here queries CUDA in the 
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import functools
 import platform
 from collections.abc import Mapping
@@ -68,18 +69,24 @@ def cpu_supports_bf16() -> bool:
         return False
 
 
-def move_to_device(batch: T, device: torch.device, non_blocking: bool = True) -> T:
-    """Move every tensor in a nested batch (tuples, lists, dicts, namedtuples) to ``device``.
+def move_to_device(batch: T, device: torch.device | str, non_blocking: bool = True) -> T:
+    """Move every tensor in a nested batch (tuples, lists, dicts, namedtuples, dataclasses)
+    to ``device``; the one batch mover of LegoML (the steps use it; legoml-data's is a
+    deprecated alias).
 
-    Tensors already there are returned as they are (no copy, no call into torch); the copy
-    is non-blocking only for pinned CPU memory going to an accelerator.
+    Tensors already there are returned as they are (no copy, no call into torch), and so is
+    a tuple whose tensors all are; the copy is non-blocking only for pinned CPU memory going
+    to an accelerator, the one case where that is safe and faster. Mapping types (e.g.
+    ``OrderedDict``) and dataclasses keep their type.
 
     Example:
         >>> import torch
-        >>> x, y = move_to_device((torch.zeros(2), torch.ones(2)), torch.device("cpu"))
+        >>> x, y = move_to_device((torch.zeros(2), torch.ones(2)), "cpu")
         >>> x.device.type
         'cpu'
     """
+    if not isinstance(device, torch.device):
+        device = torch.device(device)
     to_cpu = device == _CPU or device.type == "cpu"  # `.type` is slow: compare first
     return _move(batch, device, to_cpu, non_blocking)  # type: ignore[no-any-return]
 
@@ -101,7 +108,21 @@ def _move(obj: Any, device: torch.device, to_cpu: bool, non_blocking: bool) -> A
     if isinstance(obj, list):
         return [_move(item, device, to_cpu, non_blocking) for item in obj]
     if isinstance(obj, Mapping):
-        return {key: _move(value, device, to_cpu, non_blocking) for key, value in obj.items()}
+        moved_items = {key: _move(value, device, to_cpu, non_blocking) for key, value in obj.items()}
+        if type(obj) is dict:
+            return moved_items
+        factory: Any = type(obj)
+        try:
+            return factory(moved_items)
+        except TypeError:  # a mapping type that cannot be built from a dict
+            return moved_items
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        changes = {
+            field.name: _move(getattr(obj, field.name), device, to_cpu, non_blocking)
+            for field in dataclasses.fields(obj)
+            if field.init
+        }
+        return dataclasses.replace(obj, **changes)
     return obj
 
 

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -26,23 +27,23 @@ T = TypeVar("T")
 
 
 def move_to_device(batch: T, device: torch.device | str, non_blocking: bool | None = None) -> T:
-    """Move every tensor in a nested batch (tuple, list, dict, namedtuple, dataclass).
-
-    ``non_blocking`` defaults to "when the tensor is pinned", the case where an asynchronous
-    host-to-device copy is safe and faster.
-
-    Example:
-        >>> import torch
-        >>> batch = {"x": torch.zeros(2, 3), "meta": [torch.ones(2), "id"]}
-        >>> moved = move_to_device(batch, "cpu")
-        >>> moved["meta"][1], moved["x"].device.type
-        ('id', 'cpu')
+    """Deprecated: use ``legoml.core.device.move_to_device``, LegoML's one batch mover (the
+    engine's steps already move batches). Kept, with a warning, for one release; legoml-data
+    cannot import legoml-core, so this copy stays until then.
     """
+    warnings.warn(
+        "legoml.data.move_to_device is deprecated and will be removed in the next release; "
+        "use legoml.core.device.move_to_device",
+        DeprecationWarning,
+        stacklevel=2,
+    )
     target = torch.device(device)
     return _move(batch, target, non_blocking)  # type: ignore[no-any-return]
 
 
 def _move(obj: Any, device: torch.device, non_blocking: bool | None) -> Any:
+    # EpochLoader(device=...) moves batches itself; legoml-data may not import legoml-core,
+    # so this is a deliberate private twin of legoml.core.device's mover.
     if isinstance(obj, Tensor):
         blocking = obj.is_pinned() if non_blocking is None else non_blocking
         return obj.to(device, non_blocking=blocking)
@@ -112,7 +113,7 @@ class EpochLoader:
 
     def __iter__(self) -> Iterator[Any]:
         for batch in self.loader:
-            yield batch if self.device is None else move_to_device(batch, self.device)
+            yield batch if self.device is None else _move(batch, self.device, None)
 
     def __len__(self) -> int:
         return len(self.loader)
