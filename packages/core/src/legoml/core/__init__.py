@@ -7,6 +7,7 @@ from legoml.core._callback_base import Callback, Priority
 from legoml.core.callbacks import (
     CheckpointCallback,
     EarlyStopping,
+    EMACallback,
     EvalOnEpochEndCallback,
     LoggingCallback,
     LRSchedulerCallback,
@@ -75,6 +76,7 @@ __all__ = [
     "DictStepOutput",
     "DistributedError",
     "DistributedInfo",
+    "EMACallback",
     "EarlyStopping",
     "Engine",
     "EngineError",

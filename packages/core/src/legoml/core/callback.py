@@ -5,6 +5,7 @@ from legoml.core._callback_base import Callback, Priority
 from legoml.core.callbacks import (
     CheckpointCallback,
     EarlyStopping,
+    EMACallback,
     EvalOnEpochEndCallback,
     LoggingCallback,
     LRSchedulerCallback,
@@ -21,6 +22,7 @@ __all__ = [
     "Callback",
     "CheckpointCallback",
     "CheckpointSaver",
+    "EMACallback",
     "EarlyStopping",
     "EvalOnEpochEndCallback",
     "LRSchedulerCallback",

@@ -2,6 +2,7 @@
 
 from legoml.core.callbacks.checkpoint import CheckpointCallback, atomic_torch_save, checkpoint_name
 from legoml.core.callbacks.early_stopping import EarlyStopping
+from legoml.core.callbacks.ema import EMACallback
 from legoml.core.callbacks.evaluation import EvalOnEpochEndCallback
 from legoml.core.callbacks.log import LoggingCallback
 from legoml.core.callbacks.lr_scheduler import LRSchedulerCallback
@@ -12,6 +13,7 @@ from legoml.core.callbacks.timer import TimerCallback
 
 __all__ = [
     "CheckpointCallback",
+    "EMACallback",
     "EarlyStopping",
     "EvalOnEpochEndCallback",
     "LRSchedulerCallback",

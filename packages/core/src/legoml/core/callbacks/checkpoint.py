@@ -1,9 +1,12 @@
 """CheckpointCallback: periodic and best checkpoints through a saver, rank 0 only.
 
-File layout in ``dirname``: ``step-00000123.pt`` (global step, zero-padded so names sort)
-and ``best.pt``. Each file is a dict with ``engine`` (engine.state_dict()), ``context``
-(context.state_dict()), ``epoch``, ``global_step``, ``metrics`` and optionally ``config``
-and ``extra``; it loads with ``torch.load(path, weights_only=True)``. To resume::
+File layout in ``dirname``: ``step-00000123.pt`` (global step, zero-padded so names sort),
+and the best checkpoint(s) by ``best_metric``: ``best.pt`` (``keep_best=1``, the default)
+or, with ``keep_best=K > 1``, ``best-step-00000123-val_accuracy-0.9912.pt`` per kept file
+(step, metric and value in the name). Each file is a dict with ``engine``
+(engine.state_dict()), ``context`` (context.state_dict()), ``epoch``, ``global_step``,
+``metrics`` and optionally ``config`` and ``extra``; it loads with
+``torch.load(path, weights_only=True)``. To resume::
 
     ckpt = torch.load(path, weights_only=True)
     context.load_state_dict(ckpt["context"])
@@ -13,11 +16,13 @@ and ``extra``; it loads with ``torch.load(path, weights_only=True)``. To resume:
 
 from __future__ import annotations
 
+import math
 import os
+import re
 import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 import structlog
 import torch
@@ -33,7 +38,7 @@ if TYPE_CHECKING:
     from legoml.core.context import Context
     from legoml.core.engine import Engine
 
-__all__ = ["CheckpointCallback", "atomic_torch_save", "checkpoint_name"]
+__all__ = ["BestCheckpoint", "CheckpointCallback", "atomic_torch_save", "checkpoint_name"]
 
 _log = structlog.get_logger(__name__)
 
@@ -43,6 +48,16 @@ BEST_NAME = "best.pt"
 def checkpoint_name(global_step: int) -> str:
     """``step-00000123.pt``: the periodic checkpoint file name for a global step."""
     return f"step-{global_step:08d}.pt"
+
+
+def _metric_slug(metric: str) -> str:
+    """``val/accuracy`` -> ``val_accuracy``: a metric name that is safe in a file name."""
+    return re.sub(r"[^A-Za-z0-9.]+", "_", metric).strip("_") or "metric"
+
+
+def best_checkpoint_name(global_step: int, metric: str, value: float) -> str:
+    """``best-step-00000123-val_accuracy-0.9912.pt``: a ``keep_best > 1`` file name."""
+    return f"best-step-{global_step:08d}-{_metric_slug(metric)}-{value:.6g}.pt"
 
 
 def atomic_torch_save(path: Path, state: Mapping[str, Any]) -> None:
@@ -76,8 +91,27 @@ def _params_finite(model: torch.nn.Module) -> bool:
     return bool(torch.stack([flag.to(device) for flag in flags]).all())  # one sync
 
 
+def _saved_step(path: Path) -> int | None:
+    """The ``global_step`` stored in a checkpoint file, None when it cannot be read."""
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # another saver's format, a torn file: the caller keeps the file
+        return None
+    step = data.get("global_step") if isinstance(data, Mapping) else None
+    return step if isinstance(step, int) and not isinstance(step, bool) else None
+
+
+class BestCheckpoint(NamedTuple):
+    """One of the kept best checkpoints: its global step, metric value and file name."""
+
+    step: int
+    value: float
+    file: str
+
+
 class CheckpointCallback(Callback):
-    """Save every N steps and/or epochs, keep the last ``keep_last``, and ``best.pt``.
+    """Save every N steps and/or epochs, keep the last ``keep_last``, and the ``keep_best``
+    best by ``best_metric``.
 
     Runs last at its events (priority CHECKPOINT) so files include what metrics,
     evaluation, schedulers and early stopping did at that point. Only rank 0 writes;
@@ -87,6 +121,16 @@ class CheckpointCallback(Callback):
     source reported (other ``val/...`` metrics for ``val/accuracy``) raises
     :class:`MetricNotFoundError` naming the metrics available; ``strict=False`` only warns,
     as does the first epoch end after a resume.
+
+    Best checkpoints: at each epoch end the ``best_metric`` value competes for the top
+    ``keep_best`` (ties: the earlier step wins; a NaN/Inf value never enters). ``keep_best=1``
+    keeps one ``best.pt``; more keep ``best-step-<step>-<metric>-<value>.pt`` files, and the
+    one that falls out is deleted only after the new one is written. The ranking (steps,
+    values, file names) is in :meth:`state_dict`, hence in every checkpoint. On resume, best
+    files of this metric that the loaded ranking does not list were written after that
+    checkpoint by the stopped run (or were evicted and not yet deleted), so they are
+    deleted, as is a ``best.pt`` holding another step than the ranking says; a listed file
+    that is gone stays in the ranking (an unbroken run ranks it too) with a warning.
 
     Example:
         >>> import tempfile, torch
@@ -114,6 +158,7 @@ class CheckpointCallback(Callback):
         extra: Mapping[str, Any] | Callable[[], Mapping[str, Any]] | None = None,
         check_finite: bool = True,
         strict: bool = True,
+        keep_best: int = 1,
     ) -> None:
         for name, value in (
             ("every_n_steps", every_n_steps),
@@ -126,6 +171,14 @@ class CheckpointCallback(Callback):
                 raise CallbackError(
                     f"CheckpointCallback({name}=...) must be None or an int >= 1, got {value!r}"
                 )
+        if isinstance(keep_best, bool) or not isinstance(keep_best, int) or keep_best < 1:
+            raise CallbackError(
+                f"CheckpointCallback(keep_best=...) must be an int >= 1, got {keep_best!r}"
+            )
+        if keep_best > 1 and best_metric is None:
+            raise CallbackError(
+                f"CheckpointCallback(keep_best={keep_best}) ranks by a metric: set best_metric"
+            )
         if mode not in ("max", "min"):
             raise CallbackError(
                 f"CheckpointCallback(mode=...) must be 'max' or 'min', got {mode!r}"
@@ -141,15 +194,35 @@ class CheckpointCallback(Callback):
         self.keep_last = keep_last
         self.best_metric = best_metric
         self.mode = mode
+        self.keep_best = keep_best
         self.config = dict(config) if config is not None else None
         self.extra = extra
         self.check_finite = check_finite
         self.strict = strict
         self._resumed = False  # a resumed epoch may have measured nothing: only warn
+        self._reconcile = False  # a loaded ranking is checked against the folder once
         self.saved: list[str] = []
-        self.best_score: float | None = None
-        self.best_step: int | None = None
+        self.best: list[BestCheckpoint] = []  # best first
         self._main = True
+
+    # -------------------------------------------------------------- best ranking
+    @property
+    def best_score(self) -> float | None:
+        """The best ``best_metric`` value so far (None before the first one)."""
+        return self.best[0].value if self.best else None
+
+    @property
+    def best_step(self) -> int | None:
+        """The global step of :attr:`best_score`."""
+        return self.best[0].step if self.best else None
+
+    @property
+    def best_files(self) -> list[Path]:
+        """Paths of the kept best checkpoints, best first."""
+        return [self.dirname / entry.file for entry in self.best]
+
+    def _rank_key(self, entry: BestCheckpoint) -> tuple[float, int]:
+        return (-entry.value if self.mode == "max" else entry.value, entry.step)
 
     # -------------------------------------------------------------- state
     def state_dict(self) -> dict[str, Any]:
@@ -157,15 +230,28 @@ class CheckpointCallback(Callback):
             "saved": list(self.saved),
             "best_score": self.best_score,
             "best_step": self.best_step,
+            "best": [
+                {"step": entry.step, "value": entry.value, "file": entry.file}
+                for entry in self.best
+            ],
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.saved = [str(name) for name in state.get("saved", [])]
-        best = state.get("best_score")
-        self.best_score = None if best is None else float(best)
-        step = state.get("best_step")
-        self.best_step = None if step is None else int(step)
+        ranking = state.get("best")
+        if ranking is not None:
+            self.best = [
+                BestCheckpoint(int(item["step"]), float(item["value"]), str(item["file"]))
+                for item in ranking
+            ]
+        else:  # written before keep_best: one best.pt at most
+            best, step = state.get("best_score"), state.get("best_step")
+            self.best = (
+                [] if best is None or step is None
+                else [BestCheckpoint(int(step), float(best), BEST_NAME)]
+            )
         self._resumed = True
+        self._reconcile = True
 
     # -------------------------------------------------------------- hooks
     def save(self, engine: Engine, context: Context) -> None:
@@ -178,6 +264,9 @@ class CheckpointCallback(Callback):
 
     def on_engine_start(self, engine: Engine, context: Context) -> None:
         self._main = is_main_process()
+        if self._reconcile:
+            self._reconcile = False
+            self._reconcile_best()
 
     def on_step_end(self, engine: Engine, context: Context) -> None:
         every = self.every_n_steps
@@ -187,33 +276,89 @@ class CheckpointCallback(Callback):
     def on_epoch_end(self, engine: Engine, context: Context) -> None:
         state = engine.state
         # every rank checks the name, so a wrong one fails on all of them, not rank 0 alone
-        improved = self._update_best(state.metrics, state.global_step) and self._main
+        entered, evicted = self._update_best(state.metrics, state.global_step)
+        best_file = entered if self._main else None
         every = self.every_n_epochs
-        payload = None
         if every is not None and state.epoch % every == 0:
-            payload = self._save_periodic(engine, context)
-        if improved:
-            self._write(BEST_NAME, payload or self._payload(engine, context), engine)
+            self._save_periodic(engine, context, best_file)
+        elif best_file is not None:
+            self._write(best_file, self._payload(engine, context), engine)
+        self._delete(evicted)  # only now that the new best file is on disk
 
     # -------------------------------------------------------------- internals
-    def _update_best(self, metrics: Mapping[str, float], global_step: int) -> bool:
+    def _update_best(
+        self, metrics: Mapping[str, float], global_step: int
+    ) -> tuple[str | None, list[str]]:
+        """Rank this epoch's value: the file to write (None if it did not make the top
+        ``keep_best``) and the files that fell out, to delete once it is written."""
         name = self.best_metric
         if name is None:
-            return False
+            return None, []
         strict, self._resumed = self.strict and not self._resumed, False
         if not _monitored(
             "CheckpointCallback(best_metric)", name, metrics, strict, "best_metric_missing"
         ):
-            return False
+            return None, []
         value = float(metrics[name])
-        best = self.best_score
-        better = best is None or (value > best if self.mode == "max" else value < best)
-        if better:
-            self.best_score, self.best_step = value, global_step
-        return better
+        if not math.isfinite(value):
+            _log.warning("best_metric_not_finite", metric=name, value=value, step=global_step)
+            return None, []
+        file = (
+            BEST_NAME if self.keep_best == 1 else best_checkpoint_name(global_step, name, value)
+        )
+        entry = BestCheckpoint(global_step, value, file)
+        others = [old for old in self.best if old.step != global_step]  # a replayed step
+        ranked = sorted([*others, entry], key=self._rank_key)[: self.keep_best]
+        if entry not in ranked:
+            return None, []
+        old_files = [old.file for old in self.best]
+        self.best = ranked
+        return file, self._unreferenced(old_files)
 
-    def _save_periodic(self, engine: Engine, context: Context) -> dict[str, Any] | None:
-        payload = None
+    def _unreferenced(self, files: list[str]) -> list[str]:
+        kept = {entry.file for entry in self.best}
+        return [file for file in dict.fromkeys(files) if file not in kept]
+
+    def _reconcile_best(self) -> None:
+        """Make the folder's best files match a loaded ranking (see the class docstring)."""
+        if self.best_metric is None:
+            return
+        ranked = sorted(self.best, key=self._rank_key)
+        dropped = ranked[self.keep_best :]  # keep_best shrank since that run
+        self.best = ranked[: self.keep_best]
+        if not self._main:
+            return
+        stale = self._unreferenced([entry.file for entry in dropped])
+        if self.dirname.is_dir():
+            pattern = re.compile(
+                rf"best-step-\d{{8}}-{re.escape(_metric_slug(self.best_metric))}-.*\.pt"
+            )
+            listed = {entry.file for entry in self.best}
+            stale += [
+                path.name
+                for path in sorted(self.dirname.iterdir())
+                if pattern.fullmatch(path.name) and path.name not in listed
+            ]
+        legacy = self.dirname / BEST_NAME
+        holders = [entry for entry in self.best if entry.file == BEST_NAME]
+        if legacy.is_file() and (holders or self.keep_best == 1):
+            if not holders or _saved_step(legacy) not in (None, holders[0].step):
+                stale.append(BEST_NAME)
+        if stale:
+            _log.warning("best_checkpoints_stale_removed", files=sorted(set(stale)))
+            self._delete(stale)
+        missing = [entry.file for entry in self.best if not (self.dirname / entry.file).exists()]
+        if missing:
+            _log.warning("best_checkpoints_missing", files=missing)
+
+    def _delete(self, files: list[str]) -> None:
+        if self._main:
+            for file in files:
+                (self.dirname / file).unlink(missing_ok=True)
+
+    def _save_periodic(
+        self, engine: Engine, context: Context, best_file: str | None = None
+    ) -> None:
         # Every rank keeps the same list (only rank 0 writes), so ``save()`` takes the same
         # branch, and meets the same barrier, on all ranks.
         name = checkpoint_name(engine.state.global_step)
@@ -222,11 +367,12 @@ class CheckpointCallback(Callback):
         self.saved.append(name)
         if self._main:
             payload = self._payload(engine, context)
+            if best_file is not None:  # first: a periodic file never lists a missing best
+                self._write(best_file, payload, engine)
             self._write(name, payload, engine)
         self._prune()
         if get_world_size() > 1:
             barrier()
-        return payload
 
     def _payload(self, engine: Engine, context: Context) -> dict[str, Any]:
         if self.check_finite:

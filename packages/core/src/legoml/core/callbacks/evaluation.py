@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from contextlib import nullcontext
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
@@ -11,6 +12,7 @@ from legoml.core.callbacks.metrics import MetricsCallback
 from legoml.core.errors import CallbackError
 
 if TYPE_CHECKING:
+    from legoml.core.callbacks.ema import EMACallback
     from legoml.core.context import Context
     from legoml.core.engine import Engine
 
@@ -28,6 +30,11 @@ class EvalOnEpochEndCallback(Callback):
     MetricsCallback left at its default prefix) and ``val/accuracy`` all become
     ``val/accuracy``.
     The evaluation time goes to ``state.timings["eval"]``.
+
+    With ``ema`` (an :class:`~legoml.core.callbacks.ema.EMACallback` of the trainer) the
+    evaluator's model holds the averaged weights during the evaluation and its own weights
+    again after; add two of these callbacks (``prefix="val/"`` and ``prefix="val_ema/"``)
+    to measure both.
 
     Example:
         >>> import torch
@@ -52,6 +59,7 @@ class EvalOnEpochEndCallback(Callback):
         prefix: str = "val/",
         epoch_length: int | None = None,
         eval_last: bool = True,
+        ema: EMACallback | None = None,
     ) -> None:
         if (
             isinstance(every_n_epochs, bool)
@@ -65,6 +73,11 @@ class EvalOnEpochEndCallback(Callback):
         self.prefix = prefix
         self.epoch_length = epoch_length
         self.eval_last = eval_last
+        if ema is not None and not callable(getattr(ema, "swapped", None)):
+            raise CallbackError(
+                f"EvalOnEpochEndCallback(ema=...) must be an EMACallback, got {type(ema).__name__}"
+            )
+        self.ema = ema
         self.last_metrics: dict[str, float] = {}
 
     def on_epoch_end(self, engine: Engine, context: Context) -> None:
@@ -73,7 +86,11 @@ class EvalOnEpochEndCallback(Callback):
         if not due and not (self.eval_last and state.is_last_epoch()):
             return
         started = perf_counter()
-        results = self.evaluator.loop(self.data, max_epochs=1, epoch_length=self.epoch_length)
+        ema = self.ema
+        with ema.swapped(self.evaluator.context.model) if ema is not None else nullcontext():
+            results = self.evaluator.loop(
+                self.data, max_epochs=1, epoch_length=self.epoch_length
+            )
         prefix = self.prefix
         self.last_metrics = {
             self._rename(key, prefix, self._split_prefixes()): value
