@@ -150,18 +150,26 @@ def checkpointer(node: TrainerNode, tracker: Run | None) -> CheckpointCallback:
 
 
 def open_run(
-    node: TrainerNode, resume: str | Path | None, context: Context, engine: Engine
+    node: TrainerNode,
+    resume: str | Path | None,
+    context: Context,
+    engine: Engine,
+    mlflow: bool | str = False,
 ) -> Run | None:
-    """Rank 0 opens, or resumes in one call, the run directory; the other ranks only
-    restore the checkpoint (rank 0 restarts a run without checkpoints from step 0)."""
+    """Rank 0 opens, or resumes in one call, the run directory (mirrored to MLflow when
+    ``mlflow`` is set: ``True`` for the runs root's SQLite store, or a tracking URI); the
+    other ranks only restore the checkpoint (rank 0 restarts a run without checkpoints from
+    step 0)."""
     if not is_main_process():
         found = resolve_checkpoint(resume) if resume is not None else None
         if found is not None:
             restore_checkpoint(found, context, engine)
         return None
     if resume is None:
-        return run(name=node.run_name, root=node.runs_root, config=node, seed=node.seed)
-    return resume_run(resume, context, engine, config=node, seed=node.seed, create=False)
+        return run(name=node.run_name, root=node.runs_root, config=node, seed=node.seed,
+                   mlflow=mlflow)
+    return resume_run(resume, context, engine, config=node, seed=node.seed, create=False,
+                      mlflow=mlflow)
 
 
 def loop_limits(epochs: float, batches: int) -> dict[str, Any]:

@@ -70,7 +70,7 @@ class RankFailureError(AppError):
 
 
 def train_distributed(
-    node: TrainerNode, resume: str | Path | None = None
+    node: TrainerNode, resume: str | Path | None = None, mlflow: bool | str = False
 ) -> TrainResult:
     """Join the process group torchrun describes, train, and leave it (also on errors)."""
     if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
@@ -84,7 +84,7 @@ def train_distributed(
         _joined = True
         try:
             checkpoint = shared_checkpoint(resume) if resume is not None else None
-            return node.build().train(resume=checkpoint)
+            return node.build().train(resume=checkpoint, mlflow=mlflow)
         except RuntimeError as err:
             if isinstance(err, CoreError) or not _peer_lost(err):
                 raise

@@ -15,12 +15,18 @@ from typing import IO, Any, Literal, SupportsFloat
 
 import structlog
 
-from ._atomic import atomic_write, atomic_write_json
-from ._errors import RunError
-from ._events import EventLog
-from ._lines import LineAppender
-from ._meta import environment_info, git_info, new_meta, now_iso, parse_iso
-from ._rundir import (
+from legoml.track._atomic import atomic_write, atomic_write_json
+from legoml.track._events import EventLog
+from legoml.track._lines import LineAppender
+from legoml.track._meta import environment_info, git_info, new_meta, now_iso, parse_iso
+from legoml.track._mlflow import (
+    MLflowOptions,
+    MLflowSink,
+    mlflow_options,
+    mlflow_status,
+    require_mlflow,
+)
+from legoml.track._rundir import (
     check_name_and_seed,
     check_scalars_header,
     config_to_dict,
@@ -30,8 +36,9 @@ from ._rundir import (
     replace_config,
     slug,
 )
-from ._scalars import SCALARS_HEADER, format_rows, rewind_scalars, to_float
-from ._tensorboard import TensorBoardSink, require_tensorboard
+from legoml.track._scalars import SCALARS_HEADER, format_rows, rewind_scalars, to_float
+from legoml.track._tensorboard import TensorBoardSink, require_tensorboard
+from legoml.track.errors import RunError
 
 __all__ = ["Run", "config_to_dict", "run"]
 
@@ -62,6 +69,7 @@ class Run:
         *,
         resumed: bool,
         tensorboard: bool,
+        mlflow: MLflowOptions | None = None,
     ) -> None:
         self.dir = directory
         self.is_resumed = resumed
@@ -76,6 +84,9 @@ class Run:
         if tensorboard:
             self._tb = TensorBoardSink(directory / "tensorboard")
         self._write_meta()
+        self._mlflow: MLflowSink | None = None
+        if mlflow is not None:  # after config.json and meta.json: it reads both
+            self._mlflow = MLflowSink(directory, meta, mlflow, resumed=resumed)
 
     # -- creation ---------------------------------------------------------------------------
     @classmethod
@@ -87,18 +98,22 @@ class Run:
         seed: int | None = None,
         *,
         tensorboard: bool = False,
+        mlflow: bool | str | MLflowOptions = False,
     ) -> Run:
         """Make a new uniquely named run directory under ``root`` and start the run."""
         config_dict = config_to_dict(config)
         if tensorboard:
             require_tensorboard()
+        options = mlflow_options(mlflow)
+        if options is not None:
+            require_mlflow(options.tracking_uri)
         root = Path(root)
         try:
             root.mkdir(parents=True, exist_ok=True)
             directory = make_unique_dir(root, slug(name or "run"))
         except OSError as exc:
             raise RunError(f"cannot create a run under {root}: {exc.strerror or exc}") from exc
-        return cls._start(directory, name or "run", config_dict, seed, tensorboard)
+        return cls._start(directory, name or "run", config_dict, seed, tensorboard, options)
 
     @classmethod
     def create_at(
@@ -109,6 +124,7 @@ class Run:
         seed: int | None = None,
         *,
         tensorboard: bool = False,
+        mlflow: bool | str | MLflowOptions = False,
     ) -> Run:
         """Start a new run in exactly ``directory`` (created if missing; it must be empty).
 
@@ -118,6 +134,9 @@ class Run:
         config_dict = config_to_dict(config)
         if tensorboard:
             require_tensorboard()
+        options = mlflow_options(mlflow)
+        if options is not None:
+            require_mlflow(options.tracking_uri)
         directory = Path(directory)
         if directory.exists() and not directory.is_dir():
             raise RunError(f"cannot start a run in {directory}: it is not a directory; pass a new one")
@@ -131,7 +150,7 @@ class Run:
         except OSError as exc:
             raise RunError(f"cannot create {directory}: {exc.strerror or exc}") from exc
         label = name or directory.resolve().name or "run"
-        return cls._start(directory, label, config_dict, seed, tensorboard)
+        return cls._start(directory, label, config_dict, seed, tensorboard, options)
 
     @classmethod
     def _start(
@@ -141,10 +160,11 @@ class Run:
         config_dict: dict[str, Any],
         seed: int | None,
         tensorboard: bool,
+        mlflow: MLflowOptions | None = None,
     ) -> Run:
         atomic_write_json(directory / "config.json", config_dict)
         meta = new_meta(name, directory.resolve().name, seed)
-        new = cls(directory, meta, resumed=False, tensorboard=tensorboard)
+        new = cls(directory, meta, resumed=False, tensorboard=tensorboard, mlflow=mlflow)
         new._events.write("info", "run started", run=directory.name)
         log.info("run started", run=str(directory))
         return new
@@ -157,6 +177,7 @@ class Run:
         seed: int | None = None,
         *,
         tensorboard: bool = False,
+        mlflow: bool | str | MLflowOptions = False,
         rewind_to_step: int | None = None,
         rewind_to_size: int | None = None,
     ) -> Run:
@@ -165,7 +186,8 @@ class Run:
         ``rewind_to_step`` (the step of the checkpoint being resumed) drops the scalar rows
         logged after it, so the steps that are trained again appear once; ``rewind_to_size``
         (:attr:`scalars_size` when that checkpoint was saved) also drops the rows logged
-        after the checkpoint at its own step.
+        after the checkpoint at its own step. With ``mlflow``, the MLflow run recorded in the
+        run directory is continued (see :class:`MLflowSink`).
         """
         directory = find_run_dir(Path(path))
         meta = read_json(directory / "meta.json")
@@ -173,6 +195,9 @@ class Run:
         config_dict = None if config is None else config_to_dict(config)
         if tensorboard:
             require_tensorboard()
+        options = mlflow_options(mlflow)
+        if options is not None:
+            require_mlflow(options.tracking_uri, directory)
         # every check above comes before the first write, so a refused resume changes nothing
         if rewind_to_step is not None:
             rewind_scalars(directory / "logs" / "scalars.csv", rewind_to_step, rewind_to_size)
@@ -190,7 +215,7 @@ class Run:
         meta.update(host=env["host"], pid=env["pid"])
         meta.setdefault("resumes", []).append(entry)
         meta["final_metrics"] = meta.pop("final_metrics", None) or {}  # keep it the last key
-        resumed = cls(directory, meta, resumed=True, tensorboard=tensorboard)
+        resumed = cls(directory, meta, resumed=True, tensorboard=tensorboard, mlflow=options)
         resumed._events.write("info", "run resumed", run=directory.name)
         log.info("run resumed", run=str(directory))
         return resumed
@@ -233,6 +258,11 @@ class Run:
     def config(self) -> dict[str, Any]:
         return read_json(self.dir / "config.json")
 
+    @property
+    def mlflow_run_id(self) -> str | None:
+        """The MLflow run mirroring this run (``run(..., mlflow=...)``), if it started."""
+        return None if self._mlflow is None else self._mlflow.run_id
+
     # -- logging ----------------------------------------------------------------------------
     def _check_open(self) -> None:
         if self._closed:
@@ -249,7 +279,8 @@ class Run:
     ) -> None:
         """Append one CSV row per value; on disk (in the OS) before this returns."""
         self._check_open()
-        lines = format_rows(values.items(), step, epoch, time.time())
+        now = time.time()
+        lines = format_rows(values.items(), step, epoch, now)
         try:
             self._scalars.write_lines(lines)
         except OSError as exc:
@@ -262,6 +293,8 @@ class Run:
                 self._tb.log_scalars(values, step, epoch)
             except Exception as exc:  # the CSV is the source of truth; never fail training here
                 log.warning("tensorboard write failed", run=str(self.dir), error=str(exc))
+        if self._mlflow is not None:  # batched; it never raises
+            self._mlflow.log_scalars(values, step, now)
 
     def log_text(self, name: str, text: str) -> Path:
         """Append ``text`` (plus a newline when missing) to ``logs/<name>.txt``."""
@@ -302,6 +335,7 @@ class Run:
         if isinstance(source, (bytes, bytearray, memoryview)):
             data = bytes(source)
             atomic_write(target, lambda handle: handle.write(data))
+            self._mirror_artifact(target, relative)
             return target
         path = Path(source)
         if not path.is_file():
@@ -312,7 +346,14 @@ class Run:
                 shutil.copyfileobj(src, handle)
 
         atomic_write(target, copy)
+        self._mirror_artifact(target, relative)
         return target
+
+    def _mirror_artifact(self, target: Path, relative: Path) -> None:
+        if self._mlflow is not None:
+            folder = relative.parent.as_posix()
+            remote = "artifacts" if folder == "." else f"artifacts/{folder}"
+            self._mlflow.log_artifact(target, remote)
 
     def set_final_metrics(self, metrics: Mapping[str, SupportsFloat]) -> None:
         """Merge ``metrics`` into meta.json's ``final_metrics`` (written immediately)."""
@@ -354,6 +395,8 @@ class Run:
                 if self._tb is not None:
                     self._tb.close()
                 self._write_meta()
+                if self._mlflow is not None:  # last: it uploads the final meta.json
+                    self._mlflow.close(mlflow_status(error))
         if message is None:
             log.info("run finished", run=str(self.dir), status=status)
         else:
@@ -384,10 +427,14 @@ def run(
     seed: int | None = None,
     *,
     tensorboard: bool = False,
+    mlflow: bool | str | MLflowOptions = False,
     rewind_to_step: int | None = None,
     rewind_to_size: int | None = None,
 ) -> Run:
     """Start a run under ``root`` (or resume the run directory ``resume``); use with ``with``.
+
+    ``mlflow`` mirrors the run to MLflow: ``True`` (``sqlite:///<root>/mlflow.db``), a
+    tracking URI, or :class:`MLflowOptions`; needs ``legoml-track[mlflow]``.
 
     When resuming, ``rewind_to_step`` drops the scalar rows logged after that step (and
     ``rewind_to_size``, a saved :attr:`Run.scalars_size`, those logged after that point).
@@ -401,7 +448,8 @@ def run(
             config=config,
             seed=seed,
             tensorboard=tensorboard,
+            mlflow=mlflow,
             rewind_to_step=rewind_to_step,
             rewind_to_size=rewind_to_size,
         )
-    return Run.create(name, root, config, seed, tensorboard=tensorboard)
+    return Run.create(name, root, config, seed, tensorboard=tensorboard, mlflow=mlflow)

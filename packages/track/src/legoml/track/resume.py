@@ -23,17 +23,18 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from ._errors import CheckpointError, RunError
-from ._run import Run
-from ._rundir import check_name_and_seed, config_to_dict
-from ._scalars import HEADER_SIZE
-from ._tensorboard import require_tensorboard
-from .checkpoints import (
+from legoml.track._mlflow import MLflowOptions, mlflow_options, require_mlflow
+from legoml.track._run import Run
+from legoml.track._rundir import check_name_and_seed, config_to_dict
+from legoml.track._scalars import HEADER_SIZE
+from legoml.track._tensorboard import require_tensorboard
+from legoml.track.checkpoints import (
     CHECKPOINT_SUFFIXES,
     _progress,
     find_latest_checkpoint,
     load_checkpoint,
 )
+from legoml.track.errors import CheckpointError, RunError
 
 if TYPE_CHECKING:
     from legoml.core import StatefulLike
@@ -191,6 +192,7 @@ def resume_run(
     seed: int | None = None,
     name: str | None = None,
     tensorboard: bool = False,
+    mlflow: bool | str | MLflowOptions = False,
     create: bool = True,
 ) -> Run:
     """Start, resume or reopen the run at ``path`` in one idempotent call; use with ``with``.
@@ -207,6 +209,7 @@ def resume_run(
     The checkpoint is restored before the run directory is touched, so a refused one changes
     nothing on disk. ``name`` applies to fresh runs only; ``config`` and ``seed`` are recorded
     as by :func:`run`. A finished run reopens at its end: ``engine.loop`` then trains nothing.
+    ``mlflow`` (as in :func:`run`) continues the MLflow run recorded in the run directory.
     """
     check_name_and_seed(name, seed)
     config_to_dict(config)  # a bad config fails before anything is read or written
@@ -214,7 +217,15 @@ def resume_run(
         require_tensorboard()
     target = Path(path)
     where = target.resolve()
-    options: dict[str, Any] = {"config": config, "seed": seed, "tensorboard": tensorboard}
+    mirror = mlflow_options(mlflow)
+    if mirror is not None:
+        require_mlflow(mirror.tracking_uri, _run_holding(where))
+    options: dict[str, Any] = {
+        "config": config,
+        "seed": seed,
+        "tensorboard": tensorboard,
+        "mlflow": mirror or False,
+    }
     if not where.exists() and where.suffix in CHECKPOINT_SUFFIXES:
         raise CheckpointError(f"checkpoint not found: {target}; check the path")
     owner = _run_holding(where)
@@ -239,4 +250,4 @@ def resume_run(
             f"no such run directory or checkpoint: {target}; check the path, or pass "
             "create=True to start a new run there"
         )
-    return Run.create_at(where, name, config, seed, tensorboard=tensorboard)
+    return Run.create_at(where, name, config, seed, tensorboard=tensorboard, mlflow=mirror or False)
