@@ -62,6 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--distributed", action="store_true",
                        help="data parallel over the ranks started by torchrun")
     train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    train.add_argument("--mlflow", nargs="?", const=True, default=False, metavar="URI",
+                       help="mirror the run to MLflow (default sqlite:///RUNS_ROOT/mlflow.db; "
+                            "pip install 'legoml-track[mlflow]')")
 
     ev = commands.add_parser("eval", help="evaluate a checkpoint on the test set")
     ev.add_argument("--checkpoint", help="checkpoint file or run directory (default: latest)")
@@ -71,7 +74,85 @@ def build_parser() -> argparse.ArgumentParser:
 
     config = commands.add_parser("config", help="print a recipe's training config as JSON")
     _add_recipe_flags(config)
+    _add_predict_and_export(commands)
+    _add_sweep(commands)
     return parser
+
+
+def _add_predict_and_export(commands: argparse._SubParsersAction[_Parser]) -> None:
+    """``predict`` and ``export``: their modules load only when they run (start-up time)."""
+    pr = commands.add_parser("predict", help="classify PNG/JPEG files with a trained classifier")
+    pr.add_argument("images", nargs="+", metavar="IMAGE", help="PNG or JPEG files, any size and mode")
+    pr.add_argument("--checkpoint", metavar="RUN_DIR_OR_CHECKPOINT",
+                    help="checkpoint file or run directory (default: latest)")
+    pr.add_argument("--runs-root", default="runs")
+    pr.add_argument("--top-k", type=_positive, default=1, metavar="K", help="print the K likeliest classes")
+    pr.add_argument("--json", action="store_true", help="one JSON object per line")
+    pr.add_argument("--invert", choices=["auto", "yes", "no"], default="auto",
+                    help="make dark-on-light images light-on-dark like MNIST (auto: from the border)")
+    pr.add_argument("--fit", choices=["auto", "mnist", "plain"], default="auto",
+                    help="mnist: ink scaled into 20x20 and centred in 28x28; plain: resize; "
+                         "auto: as is at the model's size, else mnist")
+
+    ex = commands.add_parser("export", help="write a classifier as ONNX or torch.export (.pt2)")
+    ex.add_argument("--format", choices=["onnx", "torch.export"], required=True)
+    ex.add_argument("--checkpoint", metavar="RUN_DIR_OR_CHECKPOINT",
+                    help="checkpoint file or run directory (default: latest)")
+    ex.add_argument("--runs-root", default="runs")
+    ex.add_argument("--output", metavar="PATH", help="file or folder (default: RUN/artifacts/model.onnx|.pt2)")
+    ex.add_argument("--batch", type=_batch, default=None, metavar="dynamic|N",
+                    help="batch dimension of the exported model (default dynamic)")
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be 1 or more")
+    return value
+
+
+def _batch(text: str) -> int | None:
+    if text == "dynamic":
+        return None
+    if not text.strip().lstrip("+").isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r}: use 'dynamic' or a batch size such as 64")
+    return _positive(text)
+
+
+def _add_sweep(commands: argparse._SubParsersAction[_Parser]) -> None:
+    """``sweep``: its module (and Optuna) load only when it runs."""
+    sw = commands.add_parser("sweep", help="search config fields with Optuna (pip install 'legoml-mnist[sweep]')")
+    sw.add_argument("space", type=Path, metavar="SPACE",
+                    help='JSON/YAML file: {"optimizer.lr": {"low": 1e-3, "high": 1e-2, "log": true}, ...}')
+    sw.add_argument("--config", type=Path, help="base JSON config (default: the recipe)")
+    _add_recipe_flags(sw)
+    sw.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a field of the base config (repeatable)")
+    sw.add_argument("--epochs", type=float)
+    sw.add_argument("--seed", type=int)
+    sw.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"])
+    sw.add_argument("--runs-root", help="folder of the trial runs and the default study database (runs)")
+    sw.add_argument("--limit-train", type=int, metavar="N")
+    sw.add_argument("--limit-test", type=int, metavar="N")
+    sw.add_argument("--study", help="study name (default: the space file's name)")
+    sw.add_argument("--storage", metavar="URL", help="SQLAlchemy URL (default sqlite:///RUNS_ROOT/STUDY.db)")
+    sw.add_argument("--n-trials", type=int, metavar="N", help="finished trials to reach (default: the file's, else 20)")
+    sw.add_argument("--objective", metavar="METRIC", help="final metric to optimize (default test/accuracy)")
+    sw.add_argument("--direction", choices=["maximize", "minimize"])
+    sw.add_argument("--workers", type=int, default=1, metavar="N", help="local worker processes (default 1)")
+    sw.add_argument("--pruner", choices=["median", "none"], default="median")
+    sw.add_argument("--pruner-startup-trials", type=int, default=5, metavar="N",
+                    help="finished trials before pruning starts (default 5)")
+    sw.add_argument("--pruner-warmup-epochs", type=int, default=0, metavar="N",
+                    help="epochs of each trial never pruned (default 0)")
+    sw.add_argument("--heartbeat", type=int, default=10, metavar="SECONDS",
+                    help="a trial silent for 3 heartbeats is failed and retried (default 10)")
+    sw.add_argument("--max-retry", type=int, default=2, metavar="N", help="retries of a dead worker's trial")
+    sw.add_argument("--sampler-seed", type=int, metavar="S", help="seed of the TPE sampler (worker k: S + k)")
+    sw.set_defaults(checkpoint_every_steps=None, no_progress=True)
 
 
 def _add_recipe_flags(parser: argparse.ArgumentParser) -> None:
@@ -191,9 +272,9 @@ def _train(args: argparse.Namespace) -> int:
         if args.distributed:
             from legoml_mnist.distributed import train_distributed
 
-            result = train_distributed(node, resume=args.resume)
+            result = train_distributed(node, resume=args.resume, mlflow=args.mlflow)
         else:
-            result = node.build().train(resume=args.resume)
+            result = node.build().train(resume=args.resume, mlflow=args.mlflow)
     except RuntimeError as err:  # the first forward pass on real batches
         if not _is_shape_mismatch(err) or not _raised_in_forward(err):
             raise
@@ -248,6 +329,11 @@ def _out(text: str) -> None:
     sys.stdout.flush()
 
 
+def _err(text: str) -> None:
+    sys.stderr.write(text + "\n")
+    sys.stderr.flush()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging()
@@ -270,6 +356,18 @@ def _run(args: argparse.Namespace) -> int:
             return 0
         if args.command == "eval":
             return _eval(args)
+        if args.command == "predict":
+            from legoml_mnist.predict import predict_command
+
+            return predict_command(args, _out, _err)
+        if args.command == "export":
+            from legoml_mnist.export import export_command
+
+            return export_command(args, _out)
+        if args.command == "sweep":
+            from legoml_mnist.sweep import sweep_command
+
+            return sweep_command(args, _train_node(args), _out)
         return _train(args)
     except USER_ERRORS as err:
         sys.stderr.write(f"error: {err}\n")

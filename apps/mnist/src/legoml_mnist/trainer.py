@@ -7,6 +7,7 @@ the run directory in one call, the task owns its loss, steps, metrics and report
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import Annotated, Literal
 
 import structlog
 
-from legoml.core import Engine, barrier, get_rank, get_world_size, unwrap_model
+from legoml.core import Callback, Engine, barrier, get_rank, get_world_size, unwrap_model
 from legoml.nn import (
     AdamWNode,
     Check,
@@ -38,6 +39,7 @@ from legoml_mnist.datasets import DatasetNode, MNISTNode
 from legoml_mnist.errors import AppError
 from legoml_mnist.evaluation import evaluate_split, publish_report
 from legoml_mnist.loaders import LoaderNode, rank_share
+from legoml_mnist.logs import PHASES
 from legoml_mnist.tasks import EvalReport, ImageClassificationNode, TaskNode
 
 __all__ = ["TrainResult", "Trainer", "TrainerForImageClassificationNode", "TrainerNode"]
@@ -109,10 +111,18 @@ class Trainer:
     def __init__(self, node: TrainerNode) -> None:
         self.node = node
 
-    def train(self, resume: str | Path | None = None) -> TrainResult:
+    def train(
+        self,
+        resume: str | Path | None = None,
+        callbacks: Sequence[Callback] = (),
+        mlflow: bool | str = False,
+    ) -> TrainResult:
         """Train (or continue the run in ``resume``: a run directory or a checkpoint file),
-        then evaluate on the test split. Only rank 0 writes anything."""
+        then evaluate on the test split. ``callbacks`` join the built-in ones (e.g. a sweep's
+        pruning callback); ``mlflow`` mirrors the run (``True``: ``<runs_root>/mlflow.db``,
+        or a tracking URI). Only rank 0 writes anything."""
         node, task = self.node, self.node.task
+        PHASES.mark("config")  # the command line's parsing and checks before this call
         device, amp = prepare_process(node.seed, node.device, node.precision, node.threads, node.deterministic)
         rank, world_size = get_rank(), get_world_size()
         train_split, test_split = node.dataset.build()
@@ -122,11 +132,13 @@ class Trainer:
         if len(loader) == 0:
             raise AppError(f"no training batches: {len(train_split)} examples with batch size "
                            f"{node.loader.batch_size}; lower loader.batch_size or raise --limit-train")
+        PHASES.mark("data")
         limits = loop_limits(node.epochs, len(loader))
         context = build_context(node, device, amp, limits["max_steps"])
         step = task.train_step(amp=amp, clip_grad_norm=node.clip_grad_norm, channels_last=node.channels_last)
-        engine = Engine(step, context, train_callbacks(node, context))
-        tracker = open_run(node, resume, context, engine)
+        engine = Engine(step, context, [*train_callbacks(node, context), *callbacks])
+        PHASES.mark("build")
+        tracker = open_run(node, resume, context, engine, mlflow=mlflow)
         barrier()  # every rank has read the checkpoint before rank 0 may write the next one
         with tracker if tracker is not None else nullcontext():
             if tracker is not None:  # the per-step loss apart from the epoch-mean train/loss
@@ -134,21 +146,28 @@ class Trainer:
                     tracker, log_every_n_steps=node.log_every_steps, loss_name="train/step_loss"))
             saver = checkpointer(node, tracker)
             engine.callbacks.append(saver)
+            PHASES.mark("writes")
             state = engine.loop(loader, **limits)
+            PHASES.mark("train")
             if state.global_step > 0:
                 saver.save(engine, context)  # a run stopped between the regular saves
+            PHASES.mark("writes")
             model = unwrap_model(context.model)
             report = evaluate_split(
                 model, test_split, task=task, dataset=node.dataset, loader=node.loader,
                 device=device, amp=amp, channels_last=node.channels_last,
                 progress=node.progress and tracker is not None, rank=rank, world_size=world_size)
             final = {f"test/{name}": report.metrics[f"test/{name}"] for name in task.final_metrics}
+            PHASES.mark("eval")
             if tracker is not None:
                 tracker.log_scalars(report.metrics, step=state.global_step, epoch=state.epoch)
                 tracker.log_text("eval_report", report.text())
                 publish_report(report, model, test_split, task, node.dataset, tracker.artifacts_dir)
                 report.run_dir = tracker.dir
                 tracker.set_final_metrics(final)
+        PHASES.mark("writes")
         seconds = float(state.timings.get("total", 0.0))
+        if rank == 0:
+            PHASES.publish(train_seconds=seconds, steps=state.global_step, final_metrics=final)
         log.info("trained", steps=state.global_step, train_seconds=round(seconds, 2), **final)
         return TrainResult(tracker.dir if tracker is not None else None, final, seconds, state.global_step, report)

@@ -6,7 +6,9 @@ Errors print one line on stderr and exit non-zero, never a traceback.
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
+import math
 import os
 import sys
 from collections.abc import Sequence
@@ -14,10 +16,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
-from ._errors import RunError, TrackError
-from ._flatten import MISSING, config_differences, flatten
-from ._scalars import read_scalars
-from ._store import RunInfo, list_runs, read_run
+from legoml.track._flatten import MISSING, config_differences, flatten
+from legoml.track._scalars import read_scalars
+from legoml.track._store import RunInfo, list_runs, read_run
+from legoml.track.errors import RunError, TrackError
 
 __all__ = ["main"]
 
@@ -91,21 +93,70 @@ def _resolve(argument: str, root: str) -> Path:
     raise RunError(f"run not found: {argument} (not a directory, nor a run under {base})")
 
 
+_LOWER_IS_BETTER = ("loss", "error", "mse", "mae", "perplexity")
+
+
+def _lower_is_better(metric: str, ascending: bool | None) -> bool:
+    """``--asc``/``--desc`` when given, else guessed from the name (losses and errors rise)."""
+    if ascending is not None:
+        return ascending
+    name = metric.rsplit("/", 1)[-1].lower()
+    return any(word in name for word in _LOWER_IS_BETTER)
+
+
+def _did_you_mean(word: str, known: Sequence[str]) -> str:
+    near = difflib.get_close_matches(word, list(known), n=1)
+    return f" (did you mean {near[0]!r}?)" if near else ""
+
+
+def _ranked(runs: list[RunInfo], metric: str, ascending: bool | None, where: str) -> list[RunInfo]:
+    """``runs`` best first by their final ``metric``; runs without it (or NaN) go last."""
+    have = [r for r in runs if math.isfinite(r.final_metrics.get(metric, math.nan))]
+    if not have:
+        names = sorted({k for r in runs for k in r.final_metrics})
+        raise RunError(
+            f"no run {where} has the final metric {metric!r}{_did_you_mean(metric, names)}; "
+            f"known: {', '.join(names) or 'none'}"
+        )
+    lower = _lower_is_better(metric, ascending)
+    have.sort(key=lambda r: r.final_metrics[metric], reverse=not lower)
+    return have + [r for r in runs if r not in have]
+
+
+def _matching(runs: list[RunInfo], text: str | None) -> list[RunInfo]:
+    return runs if not text else [r for r in runs if text in r.dir.name or text in r.name]
+
+
+def _config_cells(runs: list[RunInfo], keys: Sequence[str]) -> list[list[str]]:
+    flat = [flatten(r.config) for r in runs]
+    for key in keys:
+        if not any(key in f for f in flat):
+            known = sorted({k for f in flat for k in f})
+            raise RunError(f"no run has the config key {key!r}{_did_you_mean(key, known)}")
+    return [[_value(f.get(key, MISSING)) for key in keys] for f in flat]
+
+
 def _cmd_ls(args: argparse.Namespace) -> str:
-    runs = list_runs(args.root_dir)
+    runs = _matching(list_runs(args.root_dir), args.match)
     if not runs:
-        return f"no runs under {args.root_dir}\n"
-    rows = [
-        [
-            r.dir.name,
-            r.status,
-            _time(r.start),
-            _duration(r.duration_s),
-            _metrics_text(r.final_metrics),
-        ]
-        for r in runs
-    ]
-    return _table(["RUN", "STATUS", "START", "DURATION", "FINAL METRICS"], rows)
+        return f"no runs under {args.root_dir}" + (f" matching {args.match!r}" if args.match else "") + "\n"
+    if args.sort:
+        runs = _ranked(runs, args.sort, args.ascending, f"under {args.root_dir}")
+    keys: list[str] = args.config or []
+    extra = _config_cells(runs, keys)
+    rows = []
+    for rank, (r, cells) in enumerate(zip(runs, extra, strict=True), start=1):
+        row = [r.dir.name, r.status]
+        if args.sort:
+            value = r.final_metrics.get(args.sort, math.nan)
+            row = [str(rank) if math.isfinite(value) else "-", *row, _number(value) if math.isfinite(value) else "-"]
+        row += [*cells, _time(r.start), _duration(r.duration_s), _metrics_text(r.final_metrics)]
+        rows.append(row)
+    headers = ["RUN", "STATUS"]
+    if args.sort:
+        headers = ["RANK", *headers, args.sort.upper()]
+    headers += [key.upper() for key in keys] + ["START", "DURATION", "FINAL METRICS"]
+    return _table(headers, rows)
 
 
 def _cmd_show(args: argparse.Namespace) -> str:
@@ -154,7 +205,7 @@ def _cmd_show(args: argparse.Namespace) -> str:
 
 
 def _cmd_plot(args: argparse.Namespace) -> str:
-    from .plot import plot_runs  # matplotlib only for this command
+    from legoml.track.plot import plot_runs  # matplotlib only for this command
 
     runs = [_resolve(r, args.root) for r in args.runs]
     path = plot_runs(runs, names=args.metric or None, out=args.out)
@@ -162,9 +213,17 @@ def _cmd_plot(args: argparse.Namespace) -> str:
 
 
 def _cmd_compare(args: argparse.Namespace) -> str:
-    if len(args.runs) < 2:
-        raise RunError("compare needs at least two runs")
     infos: list[RunInfo] = [read_run(_resolve(r, args.root)) for r in args.runs]
+    if args.match:
+        seen = {i.dir.resolve() for i in infos}
+        found = _matching(list_runs(args.root), args.match)
+        infos += [i for i in found if i.dir.resolve() not in seen and i.status != "unreadable"]
+    if len(infos) < 2:
+        raise RunError(
+            "compare needs at least two runs: name them, or pick them with --match TEXT under --root"
+        )
+    if args.sort:
+        infos = _ranked(infos, args.sort, args.ascending, "compared")
     headers = [i.dir.name for i in infos]
     if args.all:
         flat = [flatten(i.config) for i in infos]
@@ -197,7 +256,7 @@ def _cmd_compare(args: argparse.Namespace) -> str:
 
 
 def _cmd_ckpt(args: argparse.Namespace) -> str:
-    from .checkpoints import checkpoint_info  # torch only for this command
+    from legoml.track.checkpoints import checkpoint_info  # torch only for this command
 
     info = checkpoint_info(args.checkpoint)
     fields = [
@@ -218,8 +277,19 @@ def build_parser() -> argparse.ArgumentParser:
     root = _Parser(add_help=False)
     root.add_argument("--root", default="runs", help="where run names are looked up (runs)")
 
-    ls = sub.add_parser("ls", help="table of the runs under ROOT")
+    ranking = _Parser(add_help=False)
+    ranking.add_argument("--sort", metavar="METRIC", help="rank by this final metric, best first")
+    order = ranking.add_mutually_exclusive_group()
+    order.add_argument("--asc", dest="ascending", action="store_const", const=True,
+                       help="lower is better (the default for losses and errors)")
+    order.add_argument("--desc", dest="ascending", action="store_const", const=False,
+                       help="higher is better (the default for other metrics)")
+    ranking.add_argument("--match", metavar="TEXT", help="only runs whose name contains TEXT")
+
+    ls = sub.add_parser("ls", parents=[ranking], help="table of the runs under ROOT")
     ls.add_argument("root_dir", nargs="?", default="runs", metavar="ROOT")
+    ls.add_argument("--config", action="append", metavar="KEY",
+                    help="add a column for a config key, e.g. optimizer.lr (repeatable)")
     ls.set_defaults(handler=_cmd_ls)
 
     show = sub.add_parser("show", parents=[root], help="meta, config and metrics of a run")
@@ -232,8 +302,10 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("--metric", action="append", metavar="NAME", help="scalar to plot")
     plot.set_defaults(handler=_cmd_plot)
 
-    compare = sub.add_parser("compare", parents=[root], help="config diff and final metrics")
-    compare.add_argument("runs", nargs="+", metavar="RUN")
+    compare = sub.add_parser(
+        "compare", parents=[root, ranking], help="config diff and final metrics"
+    )
+    compare.add_argument("runs", nargs="*", metavar="RUN")
     compare.add_argument("--all", action="store_true", help="show every config key")
     compare.set_defaults(handler=_cmd_compare)
 
