@@ -9,16 +9,17 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from ._errors import CheckpointError, MissingExtraError, RunError, TrackError
-from ._run import Run, config_to_dict, run
-from ._scalars import SCALARS_HEADER, ScalarRow, read_scalars, rewind_scalars
-from ._store import RunInfo, list_runs, read_run
-from ._tensorboard import TensorBoardSink
-from .plot import plot_runs
+from legoml.track._mlflow import MLflowOptions
+from legoml.track._run import Run, config_to_dict, run
+from legoml.track._scalars import SCALARS_HEADER, ScalarRow, read_scalars, rewind_scalars
+from legoml.track._store import RunInfo, list_runs, read_run
+from legoml.track._tensorboard import TensorBoardSink
+from legoml.track.errors import CheckpointError, MissingExtraError, RunError, TrackError
+from legoml.track.plot import plot_runs
 
 if TYPE_CHECKING:
-    from .callback import TrackingCallback
-    from .checkpoints import (
+    from legoml.track.callback import TrackingCallback
+    from legoml.track.checkpoints import (
         CheckpointInfo,
         checkpoint_info,
         find_latest_checkpoint,
@@ -26,12 +27,13 @@ if TYPE_CHECKING:
         load_model_from_checkpoint,
         save_checkpoint,
     )
-    from .resume import resolve_checkpoint, restore_checkpoint, resume_run
+    from legoml.track.resume import resolve_checkpoint, restore_checkpoint, resume_run
 
 __all__ = [
     "SCALARS_HEADER",
     "CheckpointError",
     "CheckpointInfo",
+    "MLflowOptions",
     "MissingExtraError",
     "Run",
     "RunError",
@@ -75,7 +77,7 @@ def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    value = getattr(importlib.import_module(f"legoml.track.{module}"), name)
     globals()[name] = value
     return value
 

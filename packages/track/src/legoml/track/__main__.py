@@ -1,6 +1,6 @@
 """``python -m legoml.track`` runs the ``legoml-track`` command."""
 
-from .cli import main
+from legoml.track.cli import main
 
 __all__: list[str] = []
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import structlog
 
-from ._lines import LineAppender
+from legoml.track._lines import LineAppender
 
 __all__ = ["EventLog"]
 

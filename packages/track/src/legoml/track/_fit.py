@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from ._errors import CheckpointError
+from legoml.track.errors import CheckpointError
 
 __all__ = ["fit_state_dict", "model_state_dict"]
 

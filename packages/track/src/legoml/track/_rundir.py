@@ -10,10 +10,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ._atomic import atomic_write_json
-from ._errors import RunError
-from ._flatten import config_differences
-from ._scalars import SCALARS_HEADER
+from legoml.track._atomic import atomic_write_json
+from legoml.track._flatten import config_differences
+from legoml.track._scalars import SCALARS_HEADER
+from legoml.track.errors import RunError
 
 __all__ = [
     "check_name_and_seed",

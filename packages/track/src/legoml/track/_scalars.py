@@ -10,8 +10,8 @@ from typing import NamedTuple
 
 import structlog
 
-from ._atomic import atomic_write
-from ._errors import RunError
+from legoml.track._atomic import atomic_write
+from legoml.track.errors import RunError
 
 __all__ = [
     "SCALARS_FIELDS",

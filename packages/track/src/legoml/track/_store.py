@@ -8,8 +8,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from ._errors import RunError
-from ._meta import parse_iso
+from legoml.track._meta import parse_iso
+from legoml.track.errors import RunError
 
 __all__ = ["RunInfo", "list_runs", "read_run"]
 

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, SupportsFloat
 
-from ._errors import MissingExtraError
+from legoml.track.errors import MissingExtraError
 
 __all__ = ["TensorBoardSink", "require_tensorboard"]
 

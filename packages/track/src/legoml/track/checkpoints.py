@@ -33,9 +33,9 @@ from typing import IO, Any
 import structlog
 import torch
 
-from ._atomic import atomic_write
-from ._errors import CheckpointError
-from ._fit import fit_state_dict, model_state_dict
+from legoml.track._atomic import atomic_write
+from legoml.track._fit import fit_state_dict, model_state_dict
+from legoml.track.errors import CheckpointError
 
 __all__ = [
     "CHECKPOINT_SUFFIXES",

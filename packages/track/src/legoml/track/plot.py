@@ -8,9 +8,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ._atomic import atomic_write
-from ._errors import MissingExtraError, RunError
-from ._scalars import ScalarRow, read_scalars
+from legoml.track._atomic import atomic_write
+from legoml.track._scalars import ScalarRow, read_scalars
+from legoml.track.errors import MissingExtraError, RunError
 
 __all__ = ["plot_runs"]
 
