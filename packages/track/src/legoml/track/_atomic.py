@@ -1,4 +1,9 @@
-"""Atomic file replacement: temp file in the same directory, fsync, os.replace, fsync the dir."""
+"""Atomic file replacement: temp file in the same directory, fsync, os.replace, fsync the dir.
+
+A deliberate copy of ``legoml.core.atomic``: ``import legoml.track`` must stay light (no torch,
+which importing legoml-core loads). ``tests/test_atomic_writes.py`` holds every copy to the
+same behaviour.
+"""
 
 from __future__ import annotations
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import math
 import os
 import re
-import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
@@ -28,11 +27,12 @@ import structlog
 import torch
 
 from legoml.core._callback_base import Callback, Priority
-from legoml.core._utils import to_scalar
+from legoml.core.atomic import atomic_write
 from legoml.core.callbacks.early_stopping import _monitored
 from legoml.core.distributed import barrier, get_world_size, is_main_process
 from legoml.core.errors import CallbackError, NonFiniteLossError
 from legoml.core.protocols import CheckpointSaver
+from legoml.core.values import to_scalar
 
 if TYPE_CHECKING:
     from legoml.core.context import Context
@@ -61,22 +61,14 @@ def best_checkpoint_name(global_step: int, metric: str, value: float) -> str:
 
 
 def atomic_torch_save(path: Path, state: Mapping[str, Any]) -> None:
-    """``torch.save`` to a temporary file in the same folder, fsync, then rename over ``path``.
-
-    A crash mid-save leaves the previous file intact. Meets :class:`CheckpointSaver`.
+    """``torch.save`` through :func:`legoml.core.atomic.atomic_write` (temporary file, fsync,
+    rename, folder fsync): a crash mid-save leaves the previous file intact. Meets
+    :class:`CheckpointSaver`.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(dict(state), handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    payload = dict(state)
+    atomic_write(path, lambda handle: torch.save(payload, handle))
 
 
 def _params_finite(model: torch.nn.Module) -> bool:
