@@ -138,11 +138,13 @@ def ddp_worker(rank: int, world: int, port: int, folder: str) -> None:
         CheckpointCallback,
         MetricsCallback,
         ProgressBarCallback,
+        make_supervised_train_step,
+    )
+    from legoml.core.distributed import (
         distributed_session,
         get_rank,
         get_world_size,
         is_main_process,
-        make_supervised_train_step,
         wrap_ddp,
     )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import math
 import time
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,6 @@ from core_helpers import Accuracy, MeanLoss, toy_data
 from structlog.testing import capture_logs
 
 from legoml.core import (
-    CallbackError,
     CheckpointCallback,
     Context,
     EarlyStopping,
@@ -32,11 +32,11 @@ from legoml.core import (
     ProgressBarCallback,
     SupervisedStepOutput,
     TimerCallback,
-    atomic_torch_save,
     make_supervised_eval_step,
     make_supervised_train_step,
 )
-from legoml.core.callbacks import metric_name
+from legoml.core.callbacks import atomic_torch_save, metric_name
+from legoml.core.errors import CallbackError
 
 
 def fixed_outputs(outputs: list[SupervisedStepOutput]) -> Any:
@@ -226,19 +226,19 @@ def test_progress_bar_starts_at_the_resumed_step() -> None:
 
 
 # ---------------------------------------------------------------- LoggingCallback
-def test_logging_callback_logs_run_epochs_steps_and_sink() -> None:
-    class Sink:
-        def __init__(self) -> None:
-            self.rows: list[tuple[dict[str, float], int, int | None]] = []
+class _Sink:
+    def __init__(self) -> None:
+        self.rows: list[tuple[dict[str, float], int, int | None]] = []
 
-        def log_scalars(
-            self, values: Mapping[str, float], step: int, epoch: int | None = None
-        ) -> None:
-            self.rows.append((dict(values), step, epoch))
+    def log_scalars(self, values: Mapping[str, float], step: int, epoch: int | None = None) -> None:
+        self.rows.append((dict(values), step, epoch))
 
-    sink = Sink()
+
+def test_logging_callback_logs_run_epochs_and_steps() -> None:
     context, batches = training()
-    cb = LoggingCallback(every_n_steps=2, sink=sink, name="train")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the sink-less callback is not deprecated
+        cb = LoggingCallback(every_n_steps=2, name="train")
     with capture_logs() as logs:
         Engine(make_supervised_train_step(), context, [cb, MetricsCallback(loss=MeanLoss())]).loop(
             batches, max_epochs=2
@@ -248,6 +248,23 @@ def test_logging_callback_logs_run_epochs_steps_and_sink() -> None:
     step_logs = [entry for entry in logs if entry["event"] == "train_step"]
     assert [entry["global_step"] for entry in step_logs] == [2, 4, 6, 8]
     assert all(isinstance(entry["loss"], float) for entry in step_logs)
+    epoch_logs = [entry for entry in logs if entry["event"] == "train_epoch"]
+    assert [entry["global_step"] for entry in epoch_logs] == [4, 8]
+    assert "train/loss" in epoch_logs[0]["metrics"]
+
+
+def test_logging_callback_sink_is_deprecated_but_still_receives_epoch_metrics() -> None:
+    sink = _Sink()
+    context, batches = training()
+    with pytest.warns(
+        DeprecationWarning, match=r"LoggingCallback\(sink=\.\.\.\) is deprecated"
+    ) as caught:
+        cb = LoggingCallback(sink=sink, logger=_null_logger())
+    assert "legoml.track.TrackingCallback" in str(caught[0].message)
+    assert caught[0].filename == __file__  # points at the caller's line
+    Engine(make_supervised_train_step(), context, [cb, MetricsCallback(loss=MeanLoss())]).loop(
+        batches, max_epochs=2
+    )
     assert [row[1:] for row in sink.rows] == [(4, 1), (8, 2)] and "train/loss" in sink.rows[0][0]
 
 
@@ -604,8 +621,12 @@ def test_metrics_callback_running_values_every_n_steps() -> None:
 
     seen: list[float | None] = []
     step = lambda e, b, c: {"loss": None, "predictions": b, "targets": b}  # noqa: E731
-    engine = Engine(step, Context(torch.nn.Identity()), [MetricsCallback({"seen": Seen()}, running_every=2)])
-    engine.add_event_handler(Events.STEP_END, lambda e, c: seen.append(e.state.metrics.get("train/seen")))
+    engine = Engine(
+        step, Context(torch.nn.Identity()), [MetricsCallback({"seen": Seen()}, running_every=2)]
+    )
+    engine.add_event_handler(
+        Events.STEP_END, lambda e, c: seen.append(e.state.metrics.get("train/seen"))
+    )
     engine.loop([torch.zeros(4)] * 5)
     assert seen == [None, 8.0, 8.0, 16.0, 16.0]
     assert engine.state.metrics["train/seen"] == 20.0

@@ -13,11 +13,9 @@ import torch.multiprocessing as mp
 import torch.nn.functional as F
 from core_helpers import Accuracy, MeanLoss, ddp_worker, toy_data
 
-from legoml.core import (
-    Context,
-    DistributedError,
-    Engine,
-    MetricsCallback,
+from legoml.core import Context, Engine, MetricsCallback, make_supervised_train_step
+from legoml.core.context import unwrap_model
+from legoml.core.distributed import (
     barrier,
     destroy_distributed,
     distributed_session,
@@ -27,10 +25,9 @@ from legoml.core import (
     init_distributed,
     is_distributed,
     is_main_process,
-    make_supervised_train_step,
-    unwrap_model,
     wrap_ddp,
 )
+from legoml.core.errors import DistributedError
 
 TORCHRUN_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 

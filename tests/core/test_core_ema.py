@@ -13,7 +13,6 @@ from core_helpers import ResumableBatches, toy_data, train_step
 from torch import nn
 
 from legoml.core import (
-    CallbackError,
     CheckpointCallback,
     Context,
     EMACallback,
@@ -25,6 +24,7 @@ from legoml.core import (
     SupervisedStepOutput,
 )
 from legoml.core.callbacks.ema import ema_decay
+from legoml.core.errors import CallbackError
 
 
 class BNNet(nn.Module):

@@ -13,7 +13,6 @@ from legoml.core import (
     Context,
     DictStepOutput,
     Engine,
-    EngineError,
     Events,
     Priority,
     State,
@@ -21,6 +20,7 @@ from legoml.core import (
     SupervisedStepOutput,
     UnsupervisedStepOutput,
 )
+from legoml.core.errors import EngineError
 
 
 def ctx() -> Context:
@@ -159,12 +159,52 @@ def test_exception_event_filter_counts_exceptions() -> None:
     engine = Engine(boom, ctx())
     engine.add_event_handler(
         Events.EXCEPTION_RAISED(every=2),
-        lambda e, c, exc: calls.append(e.fired_count(Events.EXCEPTION_RAISED)) or True,
+        lambda e, c, exc: calls.append(e.event_count(Events.EXCEPTION_RAISED)) or True,
     )
     with pytest.raises(RuntimeError):
         engine.loop([1])
     assert engine.loop([1]) is engine.state  # second exception: handled by the filtered handler
     assert calls == [2]
+
+
+def test_event_count_is_what_filters_see_for_every_event() -> None:
+    engine = Engine(noop_step, ctx())
+    assert {event: engine.event_count(event) for event in Events} == dict.fromkeys(Events, 0)
+    seen: dict[Events, list[int]] = {event: [] for event in Events}
+
+    def record(event: Events) -> Any:
+        def matches(e: Engine, count: int) -> bool:
+            assert count == e.event_count(event)  # the filter's count is event_count()
+            seen[event].append(count)
+            return True
+
+        return event(filter=matches)
+
+    for event in Events:
+        engine.add_event_handler(record(event), lambda e, c, *exc: None)
+    engine.loop([1, 2], max_epochs=2)
+    engine.loop([1], max_epochs=1)  # a second loop: steps and epochs restart, runs add up
+    assert seen == {
+        Events.STEP_START: [1, 2, 3, 4, 1],
+        Events.STEP_END: [1, 2, 3, 4, 1],
+        Events.EPOCH_START: [1, 2, 1],
+        Events.EPOCH_END: [1, 2, 1],
+        Events.ENGINE_START: [1, 2],
+        Events.ENGINE_END: [1, 2],
+        Events.EXCEPTION_RAISED: [],
+    }
+    assert engine.event_count(Events.ENGINE_END) == 2
+    assert engine.event_count(Events.STEP_END) == 1 and engine.event_count(Events.EPOCH_END) == 1
+    with pytest.raises(EngineError, match="event_count needs an Events member"):
+        engine.event_count("step_end")  # type: ignore[arg-type]
+
+
+def test_fired_count_is_a_deprecated_spelling_of_event_count() -> None:
+    engine = Engine(noop_step, ctx())
+    engine.loop([1, 2])
+    with pytest.warns(DeprecationWarning, match=r"use Engine.event_count\(\)") as caught:
+        assert engine.fired_count(Events.ENGINE_START) == 1
+    assert caught[0].filename == __file__
 
 
 @pytest.mark.parametrize(

@@ -19,7 +19,6 @@ from legoml.core import (
     Context,
     EarlyStopping,
     Engine,
-    EngineError,
     EvalOnEpochEndCallback,
     Events,
     MetricsCallback,
@@ -29,7 +28,7 @@ from legoml.core import (
     make_supervised_train_step,
 )
 from legoml.core.callbacks.metrics import _MeanLoss
-from legoml.core.errors import CallbackError, MetricNotFoundError
+from legoml.core.errors import CallbackError, EngineError, MetricNotFoundError
 from legoml.core.steps import _default_prepare
 
 

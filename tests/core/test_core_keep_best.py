@@ -10,14 +10,9 @@ import pytest
 import torch
 from structlog.testing import capture_logs
 
-from legoml.core import (
-    CallbackError,
-    CheckpointCallback,
-    Context,
-    Engine,
-    Events,
-    atomic_torch_save,
-)
+from legoml.core import CheckpointCallback, Context, Engine, Events
+from legoml.core.callbacks import atomic_torch_save
+from legoml.core.errors import CallbackError
 
 Scores = Mapping[int, float]
 

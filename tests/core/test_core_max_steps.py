@@ -19,7 +19,6 @@ from legoml.core import (
     Context,
     EarlyStopping,
     Engine,
-    EngineError,
     EvalOnEpochEndCallback,
     Events,
     LRSchedulerCallback,
@@ -30,6 +29,7 @@ from legoml.core import (
     TimerCallback,
     make_supervised_train_step,
 )
+from legoml.core.errors import EngineError
 
 BATCH = 8  # 40 examples -> 5 steps per epoch
 EVENTS = (

@@ -12,13 +12,13 @@ from torch import nn
 from legoml.core import (
     Context,
     Engine,
-    EngineError,
     Events,
     MetricsCallback,
     UnsupervisedStepOutput,
     make_reconstruction_eval_step,
     make_reconstruction_train_step,
 )
+from legoml.core.errors import EngineError
 from legoml.metrics import MeanLoss
 
 

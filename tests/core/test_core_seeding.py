@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 import torch
 
-from legoml.core import EngineError, seed_everything
+from legoml.core import seed_everything
+from legoml.core.errors import EngineError
 
 
 @pytest.fixture

@@ -17,16 +17,15 @@ import legoml.core.device as device_module
 from legoml.core import (
     Context,
     Engine,
-    EngineError,
     Events,
     SupervisedStepOutput,
-    cpu_supports_bf16,
     detect_device,
     make_supervised_eval_step,
     make_supervised_train_step,
-    move_to_device,
-    resolve_amp_dtype,
 )
+from legoml.core.device import cpu_supports_bf16, move_to_device
+from legoml.core.errors import EngineError
+from legoml.core.steps import resolve_amp_dtype
 
 CPU = torch.device("cpu")
 
@@ -331,7 +330,7 @@ def test_move_to_device_nested_and_no_copy_when_already_there() -> None:
 def test_keep_freed_memory_sets_the_allocator_once() -> None:
     import platform
 
-    from legoml.core import keep_freed_memory
+    from legoml.core.device import keep_freed_memory
 
     result = keep_freed_memory()
     assert isinstance(result, bool)

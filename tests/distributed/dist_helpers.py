@@ -58,9 +58,9 @@ def train_and_eval(rank: int, world: int, folder: Path) -> dict[str, Any]:
         MetricsCallback,
         make_supervised_eval_step,
         make_supervised_train_step,
-        wrap_ddp,
     )
     from legoml.core.callbacks.checkpoint import atomic_torch_save
+    from legoml.core.distributed import wrap_ddp
     from legoml.data import BatchLoader
     from legoml.metrics import MeanLoss, MultiClassAccuracy
 
@@ -140,7 +140,7 @@ def exit_without_teardown() -> None:
 
 def ddp_worker(rank: int, world: int, port: int, folder: str) -> None:
     """One rank of the 2-process gloo test; writes ``result-<rank>.pt``."""
-    from legoml.core import distributed_session
+    from legoml.core.distributed import distributed_session
 
     join_as_rank(rank, world, port)
     out = Path(folder) / f"rank{rank}"
@@ -191,7 +191,7 @@ def evaluate_shard(rank: int, world: int) -> dict[str, Any]:
 
 def eval_shard_worker(rank: int, world: int, port: int, folder: str) -> None:
     """One rank of the sharded-evaluation test; writes ``eval-<rank>.pt``."""
-    from legoml.core import distributed_session
+    from legoml.core.distributed import distributed_session
 
     join_as_rank(rank, world, port)
     with distributed_session(timeout=GLOO_TIMEOUT, device=torch.device("cpu")):

@@ -19,7 +19,7 @@ import os, sys
 from datetime import timedelta
 import torch
 from torch import nn
-from legoml.core import distributed_session, wrap_ddp
+from legoml.core.distributed import distributed_session, wrap_ddp
 rank, port = sys.argv[1], sys.argv[2]
 os.environ.update(RANK=rank, WORLD_SIZE="2", LOCAL_RANK=rank,
                   MASTER_ADDR="127.0.0.1", MASTER_PORT=port, LEGOML_LOG_LEVEL="warning")

@@ -1,7 +1,8 @@
 """Handler bookkeeping for the engine: registration, filters and per-event dispatch tuples.
 
 Dispatch tuples are compiled once per change, so the hot loop iterates a ready tuple of
-bound callables and never looks up, filters or sorts anything per step.
+bound callables and never looks up, filters or sorts anything per step. A filter asks the
+engine for the event's count (:meth:`~legoml.core.engine.Engine.event_count`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from legoml.core.events import Events, FilteredEvent
 if TYPE_CHECKING:
     from legoml.core.engine import Engine
 
-__all__ = ["HOOK_NAMES", "HandlerEntry", "compile_handlers", "event_count"]
+__all__ = ["HOOK_NAMES", "Handler", "HandlerEntry", "compile_handlers"]
 
 Handler = Callable[..., Any]
 
@@ -31,7 +32,6 @@ HOOK_NAMES: dict[Events, str] = {
 }
 
 _STEP_EVENTS = (Events.STEP_START, Events.STEP_END)
-_EPOCH_EVENTS = (Events.EPOCH_START, Events.EPOCH_END)
 
 
 @dataclass(frozen=True)
@@ -45,20 +45,11 @@ class HandlerEntry:
     filter: FilteredEvent | None
 
 
-def event_count(engine: Engine, event: Events) -> int:
-    """The 1-based occurrence number filters test for ``event`` (see :class:`Events`)."""
-    if event in _STEP_EVENTS:
-        return engine.state.global_step
-    if event in _EPOCH_EVENTS:
-        return engine.state.epoch
-    return engine.fired_count(event)
-
-
 def _filtered(entry: HandlerEntry) -> Handler:
     fn, event, filt = entry.fn, entry.event, entry.filter
     assert filt is not None
     every = filt.every
-    if every is not None and event in _STEP_EVENTS:
+    if every is not None and event in _STEP_EVENTS:  # the hot path: event_count inlined
 
         def every_step(engine: Engine, *args: Any) -> Any:
             if engine.state.global_step % every == 0:
@@ -68,7 +59,7 @@ def _filtered(entry: HandlerEntry) -> Handler:
         return every_step
 
     def filtered(engine: Engine, *args: Any) -> Any:
-        if filt.matches(engine, event_count(engine, event)):
+        if filt.matches(engine, engine.event_count(event)):
             return fn(engine, *args)
         return None
 

@@ -11,7 +11,7 @@ import torch
 
 from legoml.core.values import to_scalar
 
-__all__ = ["batch_size", "flatten_scalars", "is_finite_number", "snake_case", "to_scalar"]
+__all__ = ["batch_size", "flatten_scalars", "is_finite_number", "snake_case"]
 
 _Tensor = torch.Tensor
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")

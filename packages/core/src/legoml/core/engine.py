@@ -6,6 +6,7 @@ else (metrics, progress, logging, checkpoints) is a callback.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sized
 from time import perf_counter
 from typing import Any
@@ -146,8 +147,37 @@ class Engine:
 
         return decorate
 
+    def event_count(self, event: Events) -> int:
+        """The 1-based occurrence number event filters test (``every=``, ``once=``,
+        ``filter=``): ``state.global_step`` for STEP_START/STEP_END, ``state.epoch`` for
+        EPOCH_START/EPOCH_END, and how often ENGINE_START, ENGINE_END or EXCEPTION_RAISED
+        fired on this engine over all its ``loop()`` calls (0 before the first).
+
+        Example:
+            >>> import torch
+            >>> from legoml.core import Context, Engine, Events
+            >>> engine = Engine(lambda e, b, c: {"loss": b}, Context(torch.nn.Identity()))
+            >>> _ = engine.loop([torch.ones(1)] * 3, max_epochs=2)
+            >>> events = (Events.STEP_END, Events.EPOCH_END, Events.ENGINE_END)
+            >>> [engine.event_count(event) for event in events]
+            [6, 2, 1]
+        """
+        if event is Events.STEP_START or event is Events.STEP_END:
+            return self.state.global_step
+        if event is Events.EPOCH_START or event is Events.EPOCH_END:
+            return self.state.epoch
+        if not isinstance(event, Events):
+            raise EngineError(f"event_count needs an Events member, got {event!r}")
+        return self._fired[event]
+
     def fired_count(self, event: Events) -> int:
-        """How often ENGINE_START, ENGINE_END or EXCEPTION_RAISED fired on this engine."""
+        """Deprecated: use :meth:`event_count`, which counts every event."""
+        warnings.warn(
+            "Engine.fired_count() is deprecated and will be removed in the next release; "
+            "use Engine.event_count()",
+            DeprecationWarning,
+            stacklevel=2,
+        )
         return self._fired.get(event, 0)
 
     def _remove_entry(self, entry: HandlerEntry) -> None:

@@ -29,7 +29,7 @@ class Events(Enum):
 
     Calling an event gives a filtered event; its ``count`` is ``state.global_step`` for
     STEP_*, ``state.epoch`` for EPOCH_*, and the number of times the event fired on this
-    engine for ENGINE_START, ENGINE_END and EXCEPTION_RAISED.
+    engine for ENGINE_START, ENGINE_END and EXCEPTION_RAISED (``engine.event_count(event)``).
 
     Example:
         >>> Events.STEP_END(every=100).every

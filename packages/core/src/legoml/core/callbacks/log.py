@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from legoml.core._callback_base import Callback, Priority
-from legoml.core._utils import to_scalar
 from legoml.core.distributed import is_main_process
 from legoml.core.errors import CallbackError
 from legoml.core.events import Events, RemovableHandle
 from legoml.core.protocols import ScalarSink
-from legoml.core.values import require_int
+from legoml.core.values import require_int, to_scalar
 
 if TYPE_CHECKING:
     from legoml.core.context import Context
@@ -24,8 +24,10 @@ __all__ = ["LoggingCallback"]
 class LoggingCallback(Callback):
     """Log run start/end, every epoch's metrics and timings, and failures (rank 0 only).
 
-    ``every_n_steps`` also logs the step loss (one device sync per logged step). With a
-    ``sink`` (e.g. a ``legoml.track`` run) the epoch metrics are sent to it as well.
+    ``every_n_steps`` also logs the step loss (one device sync per logged step).
+
+    ``sink`` is deprecated (it still receives the epoch metrics for one release): send
+    metrics to a run with ``legoml.track.TrackingCallback``, the one way to do it.
 
     Example:
         >>> import torch
@@ -46,6 +48,14 @@ class LoggingCallback(Callback):
         name: str = "engine",
     ) -> None:
         require_int(every_n_steps, "every_n_steps", optional=True, error=CallbackError)
+        if sink is not None:
+            warnings.warn(
+                "LoggingCallback(sink=...) is deprecated and will be removed in the next "
+                "release; send epoch metrics to a run with "
+                "legoml.track.TrackingCallback(run) instead",
+                DeprecationWarning,
+                stacklevel=2,
+            )
         self.every_n_steps = every_n_steps
         self.sink = sink
         self.logger: Any = logger if logger is not None else structlog.get_logger(__name__)

@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING, Any, TextIO
 from tqdm.auto import tqdm  # type: ignore[import-untyped,unused-ignore]
 
 from legoml.core._callback_base import Callback, Priority
-from legoml.core._utils import batch_size, to_scalar
+from legoml.core._utils import batch_size
 from legoml.core.distributed import is_main_process
 from legoml.core.errors import CallbackError
-from legoml.core.values import require_int
+from legoml.core.values import require_int, to_scalar
 
 if TYPE_CHECKING:
     from legoml.core.context import Context
