@@ -191,6 +191,26 @@ def test_norm_nodes() -> None:
         L.LinearBlockNode(norm=BatchNorm2dNode())
 
 
+@pytest.mark.parametrize(
+    ("block", "width_field", "wrong_kind"),
+    [
+        (L.ConvBlockNode, "out_channels", LayerNormNode()),
+        (L.ResidualBlockNode, "out_channels", BatchNorm1dNode()),
+        (L.LinearBlockNode, "out_features", BatchNorm2dNode()),
+    ],
+)
+def test_blocks_refuse_a_misfit_norm_alike(
+    block: type[Node], width_field: str, wrong_kind: Node
+) -> None:
+    """Every block with a ``norm`` slot runs the same check: size and input kind, under ``norm``."""
+    with pytest.raises(ConfigError, match="^norm.num_groups: 3 groups do not divide 8"):
+        block(**{width_field: 8, "norm": GroupNormNode(num_groups=3)})
+    with pytest.raises(ConfigError, match="^norm.num_features: is 4 but the layer before it gives 8"):
+        block(**{width_field: 8, "norm": BatchNorm2dNode(num_features=4)})
+    with pytest.raises(ConfigError, match=f"^norm: {type(wrong_kind).__name__} "):
+        block(**{width_field: 8, "norm": wrong_kind})
+
+
 def test_pool_and_activation_nodes() -> None:
     x = torch.randn(2, 3, 8, 8)
     assert MaxPool2dNode(kernel_size=2).build()(x).shape == (2, 3, 4, 4)

@@ -31,6 +31,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from legoml.track import load_checkpoint
+from legoml_mnist._files import read_small_file
 from legoml_mnist.builders import build_model
 from legoml_mnist.errors import AppError
 from legoml_mnist.evaluator import find_checkpoint
@@ -133,17 +134,15 @@ def decode_image_file(path: Path, channels: int) -> torch.Tensor:
         raise AppError(f"predict reads 1- or 3-channel images; this model takes {channels} channels")
     if path.is_dir():
         raise AppError(f"{path} is a directory: pass image files (e.g. {path}/*.png)")
-    try:
-        with path.open("rb") as handle:
-            data = handle.read(MAX_IMAGE_BYTES + 1)
-    except FileNotFoundError:
-        raise AppError(f"{path} does not exist: check the image path") from None
-    except OSError as err:
-        raise AppError(f"cannot read {path}: {err.strerror or err}") from None
+    data = read_small_file(
+        path,
+        MAX_IMAGE_BYTES,
+        str(path),
+        missing="does not exist: check the image path",
+        too_large=f"is larger than {MAX_IMAGE_BYTES >> 20} MiB: not a digit picture",
+    )
     if not data:
         raise AppError(f"{path} is empty (0 bytes): not an image")
-    if len(data) > MAX_IMAGE_BYTES:
-        raise AppError(f"{path} is larger than {MAX_IMAGE_BYTES >> 20} MiB: not a digit picture")
     raw = torch.frombuffer(bytearray(data), dtype=torch.uint8)
     mode = ImageReadMode.GRAY if channels == 1 else ImageReadMode.RGB
     try:

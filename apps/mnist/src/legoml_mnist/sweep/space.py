@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from legoml.nn import ConfigError
+from legoml_mnist._files import read_small_file
 from legoml_mnist.errors import AppError
 from legoml_mnist.trainer import TrainerNode
 
@@ -122,15 +123,13 @@ class SearchSpace:
 
 def load_search_space(path: Path, base: TrainerNode) -> SearchSpace:
     """Read and check a space file against ``base``; every problem is one ``AppError`` line."""
-    try:
-        with path.open("rb") as handle:
-            raw = handle.read(MAX_SPACE_BYTES + 1)
-    except FileNotFoundError:
-        raise AppError(f"search space file {path} does not exist; check the path") from None
-    except OSError as err:
-        raise AppError(f"cannot read search space file {path}: {err.strerror or err}") from None
-    if len(raw) > MAX_SPACE_BYTES:
-        raise AppError(f"search space file {path} is over {MAX_SPACE_BYTES // 1024} KiB; a space is a few lines")
+    raw = read_small_file(
+        path,
+        MAX_SPACE_BYTES,
+        f"search space file {path}",
+        missing="does not exist; check the path",
+        too_large=f"is over {MAX_SPACE_BYTES // 1024} KiB; a space is a few lines",
+    )
     text = raw.decode("utf-8", errors="replace")
     if path.suffix.lower() in (".yaml", ".yml"):
         data = _yaml(text, path)

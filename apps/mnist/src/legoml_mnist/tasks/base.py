@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from torch import nn
 
-from legoml.core import AmpSetting, StepFn
+from legoml.core.engine import StepFn
+from legoml.core.steps import AmpSetting
 from legoml.metrics import Metric
 from legoml.nn import ConfigError, ModuleNode, Node
 from legoml_mnist.metric_nodes import MetricNode

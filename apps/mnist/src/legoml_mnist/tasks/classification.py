@@ -10,7 +10,9 @@ from typing import TYPE_CHECKING, Annotated, ClassVar
 import torch
 from torch import nn
 
-from legoml.core import AmpSetting, StepFn, make_supervised_eval_step, make_supervised_train_step
+from legoml.core import make_supervised_eval_step, make_supervised_train_step
+from legoml.core.engine import StepFn
+from legoml.core.steps import AmpSetting
 from legoml.metrics import (
     ClassificationReport,
     ConfusionMatrix,

@@ -10,12 +10,9 @@ from typing import TYPE_CHECKING, Annotated, ClassVar, Literal
 import torch
 from torch import nn
 
-from legoml.core import (
-    AmpSetting,
-    StepFn,
-    make_reconstruction_eval_step,
-    make_reconstruction_train_step,
-)
+from legoml.core import make_reconstruction_eval_step, make_reconstruction_train_step
+from legoml.core.engine import StepFn
+from legoml.core.steps import AmpSetting
 from legoml.metrics import MeanAbsoluteError, MeanSquaredError, Metric
 from legoml.nn import Check, ModuleNode
 from legoml_mnist.errors import AppError

@@ -102,11 +102,7 @@ class Run:
     ) -> Run:
         """Make a new uniquely named run directory under ``root`` and start the run."""
         config_dict = config_to_dict(config)
-        if tensorboard:
-            require_tensorboard()
-        options = mlflow_options(mlflow)
-        if options is not None:
-            require_mlflow(options.tracking_uri)
+        options = require_sinks(tensorboard, mlflow)
         root = Path(root)
         try:
             root.mkdir(parents=True, exist_ok=True)
@@ -132,11 +128,7 @@ class Run:
         defaults to the folder's name.
         """
         config_dict = config_to_dict(config)
-        if tensorboard:
-            require_tensorboard()
-        options = mlflow_options(mlflow)
-        if options is not None:
-            require_mlflow(options.tracking_uri)
+        options = require_sinks(tensorboard, mlflow)
         directory = Path(directory)
         if directory.exists() and not directory.is_dir():
             raise RunError(f"cannot start a run in {directory}: it is not a directory; pass a new one")
@@ -193,11 +185,7 @@ class Run:
         meta = read_json(directory / "meta.json")
         check_scalars_header(directory / "logs" / "scalars.csv")
         config_dict = None if config is None else config_to_dict(config)
-        if tensorboard:
-            require_tensorboard()
-        options = mlflow_options(mlflow)
-        if options is not None:
-            require_mlflow(options.tracking_uri, directory)
+        options = require_sinks(tensorboard, mlflow, directory)
         # every check above comes before the first write, so a refused resume changes nothing
         if rewind_to_step is not None:
             rewind_scalars(directory / "logs" / "scalars.csv", rewind_to_step, rewind_to_size)
@@ -417,6 +405,19 @@ class Run:
 
     def __repr__(self) -> str:
         return f"Run({str(self.dir)!r}, status={self.status!r})"
+
+
+def require_sinks(
+    tensorboard: bool, mlflow: bool | str | MLflowOptions, run_dir: Path | None = None
+) -> MLflowOptions | None:
+    """Refuse a sink this install cannot serve before the run writes anything; returns the
+    MLflow options (``None``: no mirror). ``run_dir``: a resumed run's recorded MLflow URI."""
+    if tensorboard:
+        require_tensorboard()
+    options = mlflow_options(mlflow)
+    if options is not None:
+        require_mlflow(options.tracking_uri, run_dir)
+    return options
 
 
 def run(

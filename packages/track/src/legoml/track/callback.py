@@ -12,8 +12,9 @@ from typing import Any
 
 import structlog
 
-from legoml.core import Callback, LRSchedulerCallback, Priority, ScalarSink
+from legoml.core import Callback, LRSchedulerCallback, Priority
 from legoml.core.distributed import is_main_process
+from legoml.core.protocols import ScalarSink
 from legoml.core.values import is_int, to_scalar
 
 __all__ = ["TrackingCallback"]

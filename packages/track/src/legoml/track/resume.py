@@ -23,11 +23,10 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from legoml.track._mlflow import MLflowOptions, mlflow_options, require_mlflow
-from legoml.track._run import Run
+from legoml.track._mlflow import MLflowOptions
+from legoml.track._run import Run, require_sinks
 from legoml.track._rundir import check_name_and_seed, config_to_dict
 from legoml.track._scalars import HEADER_SIZE
-from legoml.track._tensorboard import require_tensorboard
 from legoml.track.checkpoints import (
     CHECKPOINT_SUFFIXES,
     _progress,
@@ -37,7 +36,7 @@ from legoml.track.checkpoints import (
 from legoml.track.errors import CheckpointError, RunError
 
 if TYPE_CHECKING:
-    from legoml.core import StatefulLike
+    from legoml.core.protocols import StatefulLike
 
 __all__ = [
     "CHECKPOINT_PATH_KEY",
@@ -76,6 +75,14 @@ def _detail(exc: BaseException) -> str:
     return (" ".join(lines[:2]) or type(exc).__name__)[:300]
 
 
+def _load_state(target: StatefulLike, state: Any, problem: str, fix: str) -> None:
+    """``target.load_state_dict(state)``, a refusal becoming one ``CheckpointError`` line."""
+    try:
+        target.load_state_dict(state)
+    except (RuntimeError, KeyError, ValueError, TypeError) as exc:
+        raise CheckpointError(f"{problem} ({_detail(exc)}); {fix}") from exc
+
+
 def restore_checkpoint(
     path: str | os.PathLike[str],
     context: StatefulLike,
@@ -105,21 +112,19 @@ def restore_checkpoint(
                 f"{found}: not a training checkpoint (no {key!r} entry); for bare weights "
                 "use load_model_from_checkpoint"
             )
-    try:
-        context.load_state_dict(data["context"])
-    except (RuntimeError, KeyError, ValueError, TypeError) as exc:
-        raise CheckpointError(
-            f"{found}: the checkpoint does not fit this model/optimizer ({_detail(exc)}); "
-            "build the model and optimizer the run was trained with"
-        ) from exc
+    _load_state(
+        context,
+        data["context"],
+        f"{found}: the checkpoint does not fit this model/optimizer",
+        "build the model and optimizer the run was trained with",
+    )
     if engine is not None:
-        try:
-            engine.load_state_dict(data["engine"])
-        except (RuntimeError, KeyError, ValueError, TypeError) as exc:
-            raise CheckpointError(
-                f"{found}: its engine state cannot be loaded ({_detail(exc)}); "
-                "resume with a fresh Engine, or use an earlier checkpoint"
-            ) from exc
+        _load_state(
+            engine,
+            data["engine"],
+            f"{found}: its engine state cannot be loaded",
+            "resume with a fresh Engine, or use an earlier checkpoint",
+        )
     _, step = _progress(data)
     log.info("checkpoint restored", path=str(found), global_step=step)
     data[CHECKPOINT_PATH_KEY] = found
@@ -213,13 +218,9 @@ def resume_run(
     """
     check_name_and_seed(name, seed)
     config_to_dict(config)  # a bad config fails before anything is read or written
-    if tensorboard:
-        require_tensorboard()
     target = Path(path)
     where = target.resolve()
-    mirror = mlflow_options(mlflow)
-    if mirror is not None:
-        require_mlflow(mirror.tracking_uri, _run_holding(where))
+    mirror = require_sinks(tensorboard, mlflow, _run_holding(where))
     options: dict[str, Any] = {
         "config": config,
         "seed": seed,

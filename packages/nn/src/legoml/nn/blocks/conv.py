@@ -9,9 +9,8 @@ from torch import nn
 
 from legoml.nn._sizes import resolve_size
 from legoml.nn.blocks.activations import ActivationNode, ReluNode
-from legoml.nn.blocks.normalization import BatchNorm1dNode, LayerNormNode, NormNode
+from legoml.nn.blocks.normalization import NormNode, check_block_norm
 from legoml.nn.blocks.pooling import PoolingNode
-from legoml.nn.errors import ConfigError
 from legoml.nn.node import BlockNode
 from legoml.nn.types import NonNegative, Positive, Probability
 
@@ -61,17 +60,7 @@ class ConvBlockNode(StageNode):
     pool_first: bool = False
 
     def validate(self) -> None:
-        if self.norm is not None:
-            try:
-                self.norm.check_width(self.out_channels)
-            except ConfigError as err:
-                raise err.under("norm") from None
-        if isinstance(self.norm, (LayerNormNode, BatchNorm1dNode)):
-            raise ConfigError(
-                f"{type(self.norm).__name__} does not fit conv feature maps; use "
-                "BatchNorm2dNode or GroupNormNode (num_groups=1 acts as a layer norm)",
-                "norm",
-            )
+        check_block_norm(self.norm, self.out_channels, feature_maps=True)
 
     def output_channels(self, in_channels: int | None) -> int | None:
         resolve_size(self.in_channels, in_channels, "in_channels")

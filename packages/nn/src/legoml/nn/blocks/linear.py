@@ -9,8 +9,7 @@ from torch import nn
 
 from legoml.nn._sizes import resolve_size
 from legoml.nn.blocks.activations import ActivationNode, ReluNode
-from legoml.nn.blocks.normalization import BatchNorm2dNode, NormNode
-from legoml.nn.errors import ConfigError
+from legoml.nn.blocks.normalization import NormNode, check_block_norm
 from legoml.nn.node import BlockNode
 from legoml.nn.types import Positive, Probability
 
@@ -36,16 +35,7 @@ class LinearBlockNode(BlockNode):
     dropout: Probability = 0.0
 
     def validate(self) -> None:
-        if self.norm is not None:
-            try:
-                self.norm.check_width(self.out_features)
-            except ConfigError as err:
-                raise err.under("norm") from None
-        if isinstance(self.norm, BatchNorm2dNode):
-            raise ConfigError(
-                "BatchNorm2dNode expects (N, C, H, W); use BatchNorm1dNode or LayerNormNode",
-                "norm",
-            )
+        check_block_norm(self.norm, self.out_features, feature_maps=False)
 
     def build(self, in_features: int | None = None) -> nn.Module:
         size = resolve_size(self.in_features, in_features, "in_features")

@@ -17,7 +17,14 @@ from legoml.nn.errors import BuildError, ConfigError
 from legoml.nn.node import BlockNode
 from legoml.nn.types import Positive, PositiveFloat
 
-__all__ = ["BatchNorm1dNode", "BatchNorm2dNode", "GroupNormNode", "LayerNormNode", "NormNode"]
+__all__ = [
+    "BatchNorm1dNode",
+    "BatchNorm2dNode",
+    "GroupNormNode",
+    "LayerNormNode",
+    "NormNode",
+    "check_block_norm",
+]
 
 Momentum = Annotated[float, Check(gt=0.0, le=1.0)]
 
@@ -117,3 +124,25 @@ class GroupNormNode(NormNode):
             raise BuildError("GroupNormNode needs num_channels when built on its own")
         self.check_width(size)
         return nn.GroupNorm(self.num_groups, size, self.eps, self.affine)
+
+
+def check_block_norm(norm: NormNode | None, width: int, *, feature_maps: bool) -> None:
+    """Refuse, under the field ``norm``, a norm that cannot follow a block's layer: the wrong
+    size for its ``width``, or the wrong kind of input (``feature_maps``: (N, C, H, W) from a
+    conv, else (N, C) from a linear layer). Every block with a ``norm`` slot calls this."""
+    if norm is None:
+        return
+    try:
+        norm.check_width(width)
+    except ConfigError as err:
+        raise err.under("norm") from None
+    if feature_maps and isinstance(norm, (LayerNormNode, BatchNorm1dNode)):
+        raise ConfigError(
+            f"{type(norm).__name__} does not fit conv feature maps; use "
+            "BatchNorm2dNode or GroupNormNode (num_groups=1 acts as a layer norm)",
+            "norm",
+        )
+    if not feature_maps and isinstance(norm, BatchNorm2dNode):
+        raise ConfigError(
+            "BatchNorm2dNode expects (N, C, H, W); use BatchNorm1dNode or LayerNormNode", "norm"
+        )

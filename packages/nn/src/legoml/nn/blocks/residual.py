@@ -10,7 +10,7 @@ from torch import nn
 from legoml.nn._sizes import resolve_size
 from legoml.nn.blocks.activations import ActivationNode, ReluNode
 from legoml.nn.blocks.conv import StageNode
-from legoml.nn.blocks.normalization import BatchNorm1dNode, BatchNorm2dNode, LayerNormNode, NormNode
+from legoml.nn.blocks.normalization import BatchNorm2dNode, NormNode, check_block_norm
 from legoml.nn.errors import ConfigError
 from legoml.nn.types import Positive
 
@@ -51,21 +51,11 @@ class ResidualBlockNode(StageNode):
     activation: ActivationNode = ReluNode()
 
     def validate(self) -> None:
-        if self.norm is not None:
-            try:
-                self.norm.check_width(self.out_channels)
-            except ConfigError as err:
-                raise err.under("norm") from None
+        check_block_norm(self.norm, self.out_channels, feature_maps=True)
         if self.kernel_size % 2 == 0:
             raise ConfigError(
                 f"must be odd so the skip connection keeps the shape, got {self.kernel_size}",
                 "kernel_size",
-            )
-        if isinstance(self.norm, (LayerNormNode, BatchNorm1dNode)):
-            raise ConfigError(
-                f"{type(self.norm).__name__} does not fit conv feature maps; use "
-                "BatchNorm2dNode or GroupNormNode",
-                "norm",
             )
 
     def output_channels(self, in_channels: int | None) -> int | None:
