@@ -21,6 +21,7 @@ from legoml.data import DataError
 from legoml.metrics import MetricError
 from legoml.nn import ConfigError, NNError, apply_overrides
 from legoml.track import TrackError
+from legoml_mnist._files import read_small_file
 from legoml_mnist.errors import AppError
 from legoml_mnist.evaluator import EvaluatorNode
 from legoml_mnist.logs import configure_logging
@@ -171,19 +172,13 @@ def load_config(path: Path | None, default: TrainerNode | None = None) -> Traine
     ``default`` (the MNIST classifier recipe)."""
     if path is None:
         return default if default is not None else recipe()
-    try:
-        with path.open("rb") as handle:
-            data = handle.read(MAX_CONFIG_BYTES + 1)
-        if len(data) > MAX_CONFIG_BYTES:
-            raise AppError(
-                f"config file {path} is larger than {MAX_CONFIG_BYTES // 1024} KiB; a config "
-                "is a few KB of JSON: check the path (see `legoml-mnist config`)"
-            )
-        text = data.decode("utf-8", errors="replace")
-    except FileNotFoundError:
-        raise AppError(f"config file {path} does not exist: write one with `legoml-mnist config > {path}`") from None
-    except OSError as err:
-        raise AppError(f"cannot read config file {path}: {err.strerror}") from None
+    raw = read_small_file(
+        path, MAX_CONFIG_BYTES, f"config file {path}",
+        missing=f"does not exist: write one with `legoml-mnist config > {path}`",
+        too_large=f"is larger than {MAX_CONFIG_BYTES // 1024} KiB; a config is a few KB of JSON: "
+                  "check the path (see `legoml-mnist config`)",
+    )
+    text = raw.decode("utf-8", errors="replace")
     try:
         data = json.loads(text)
     except ValueError as err:
