@@ -23,7 +23,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from legoml.core import EMACallback, Engine, unwrap_model
+from legoml.core import EMACallback, Engine
+from legoml.core.context import unwrap_model
 from legoml_mnist.builders import build_context, loop_limits, prepare_process, train_callbacks
 from legoml_mnist.evaluation import evaluate_split
 from legoml_mnist.recipes import recipe

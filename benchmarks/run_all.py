@@ -12,6 +12,7 @@ import platform
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -19,6 +20,7 @@ sys.path.insert(0, str(HERE))
 import torch  # noqa: E402
 
 import bench_classic  # noqa: E402
+import bench_end_to_end  # noqa: E402
 import bench_engine  # noqa: E402
 import bench_import  # noqa: E402
 import bench_loader  # noqa: E402
@@ -57,6 +59,7 @@ def main() -> int:
     engine = bench_engine.run(RESULTS)
     loader = bench_loader.run(RESULTS)
     imports = bench_import.run(RESULTS, repeats=3 if quick else 7)
+    e2e = bench_end_to_end.run(RESULTS)
 
     ours, theirs = train["time_to_99_s"], classic["classic_time_to_99_s"]
     summary = {
@@ -72,6 +75,21 @@ def main() -> int:
         "loader_speedup": loader["loader_speedup"],
         "nn_import_overhead_ms": imports["nn_import_overhead_ms"],
         "peak_rss_mb": train["peak_rss_mb"],
+        "end_to_end": {
+            key: e2e[key]
+            for key in (
+                "wall_s", "train_s", "wall_over_train", "overhead_s", "phases", "peak_rss_mb",
+                "vs_hand_wall", "vs_hand_overhead", "vs_hand_cpu",
+                "vs_lightning_wall", "vs_lightning_overhead", "vs_lightning_cpu",
+                "hand_wall_over_train", "lightning_wall_over_train",
+                "load_average_before", "load_average_after",
+            )
+        }
+        | {
+            "hand_wall_s": e2e["legs"]["hand"]["wall_s"],
+            "lightning_wall_s": e2e["legs"].get("lightning", {}).get("wall_s"),
+            **({"lightning_note": e2e["lightning_note"]} if "lightning_note" in e2e else {}),
+        },
         "machine": {
             "cpu": cpu_model(),
             "cores": os.cpu_count(),
@@ -93,6 +111,8 @@ def main() -> int:
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print_table(summary, classic)
+    print()
+    bench_end_to_end.print_table(e2e)
     return 0
 
 
@@ -100,7 +120,8 @@ def _fmt(value: object, spec: str) -> str:
     return "n/a" if value is None else format(value, spec)
 
 
-def print_table(summary: dict[str, object], classic: dict[str, object]) -> None:
+def print_table(summary: dict[str, Any], classic: dict[str, Any]) -> None:
+    e2e = summary["end_to_end"]
     rows = [
         ("time to 99% (LegoML default recipe)", _fmt(summary["time_to_99_s"], ".2f") + " s"),
         ("time to 99% (classic recipe, hand loop)", _fmt(summary["classic_time_to_99_s"], ".2f") + " s"),
@@ -116,6 +137,9 @@ def print_table(summary: dict[str, object], classic: dict[str, object]) -> None:
         ("BatchLoader vs torchvision DataLoader", _fmt(summary["loader_speedup"], ".0f") + "x"),
         ("legoml.nn import over torch", _fmt(summary["nn_import_overhead_ms"], ".1f") + " ms"),
         ("peak RSS of default training", _fmt(summary["peak_rss_mb"], ".0f") + " MB"),
+        ("end to end: legoml-mnist train wall / training", _fmt(e2e["wall_over_train"], ".2f") + "x"),
+        ("  legoml-mnist train vs hand-written script (wall)", _fmt(e2e["vs_hand_wall"], ".2f") + "x"),
+        ("  legoml-mnist train vs Lightning script (wall)", _fmt(e2e["vs_lightning_wall"], ".2f") + "x"),
     ]
     width = max(len(name) for name, _ in rows)
     print(f"{'benchmark':<{width}}  result")

@@ -188,3 +188,11 @@ def test_fractional_epochs_become_a_step_limit() -> None:
 def test_build_model_places_and_formats() -> None:
     model = build_model(TinyCNNNode(), device=torch.device("cpu"), channels_last=True)
     assert model(torch.zeros(1, 1, 28, 28)).shape == (1, 10)
+
+
+def test_a_config_that_would_never_checkpoint_is_refused_before_any_run() -> None:
+    # Found by the hostile-values sweep: the run directory was made before CheckpointCallback
+    # refused to save nothing.
+    with pytest.raises(ConfigError, match="checkpoint_every_epochs.*writes no checkpoint"):
+        TrainerNode(checkpoint_every_epochs=0)
+    assert TrainerNode(checkpoint_every_epochs=0, checkpoint_every_steps=50).checkpoint_every_steps == 50

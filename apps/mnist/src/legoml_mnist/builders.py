@@ -21,13 +21,11 @@ from legoml.core import (
     ProgressBarCallback,
     TimerCallback,
     detect_device,
-    get_world_size,
-    is_main_process,
-    keep_freed_memory,
-    resolve_amp_dtype,
     seed_everything,
-    wrap_ddp,
 )
+from legoml.core.device import keep_freed_memory
+from legoml.core.distributed import get_world_size, is_main_process, wrap_ddp
+from legoml.core.steps import resolve_amp_dtype
 from legoml.metrics import MeanLoss
 from legoml.nn import ModuleNode
 from legoml.track import (

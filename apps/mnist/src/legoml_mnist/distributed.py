@@ -36,7 +36,8 @@ from typing import cast
 import torch
 import torch.distributed as dist
 
-from legoml.core import CoreError, distributed_session, get_rank, get_world_size
+from legoml.core import CoreError
+from legoml.core.distributed import distributed_session, get_rank, get_world_size
 from legoml.track import resolve_checkpoint
 from legoml_mnist.errors import AppError
 from legoml_mnist.trainer import TrainerNode, TrainResult

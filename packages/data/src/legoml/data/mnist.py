@@ -6,6 +6,11 @@ a directory or URL) or downloaded from the public mirrors. Every file is checked
 SHA-256 of its decompressed content before a single byte is used; a fetched file only lands
 under the root once verified. The returned ``Split`` carries the dataset's facts.
 
+The verified, decompressed content is kept under ``<root>/<dataset>/cache/`` with a stamp
+(size, mtime, ctime and inode of the file and of its cache): later loads memory-map the cache
+after comparing the stamp, and any change to either file (even one that keeps the size and
+mtime: the ctime still moves) brings back the full decompress-and-SHA-256 check.
+
 Run ``python -m legoml.data [--dataset NAME | --all]`` to prepare the data (``make data``).
 """
 
@@ -15,10 +20,10 @@ import argparse
 import gzip
 import hashlib
 import http.client
+import json
 import os
 import struct
 import sys
-import tempfile
 import urllib.error
 import urllib.request
 import zlib
@@ -27,6 +32,7 @@ from pathlib import Path
 import structlog
 import torch
 
+from legoml.data._atomic import atomic_write
 from legoml.data.datasets import DATASETS, FASHION_MNIST, MIRROR_ENV, MNIST, IdxDataset
 from legoml.data.errors import CorruptDataError, DataConfigError, DataError, MissingDataError
 from legoml.data.splits import Split
@@ -45,6 +51,8 @@ __all__ = [
 log = structlog.get_logger(__name__)
 
 DATA_DIR_ENV = "LEGOML_DATA_DIR"
+CACHE_DIR = "cache"
+_STAMP_VERSION = 1
 _URL_SCHEMES = ("http://", "https://", "file://")
 
 
@@ -59,12 +67,17 @@ def prepare_mnist(
     root: str | os.PathLike[str] | None = None,
     mirror: str | os.PathLike[str] | None = None,
     dataset: IdxDataset = MNIST,
+    verify: bool = False,
 ) -> Path:
-    """Find or fetch the four files of ``dataset``, verify them all, return their folder."""
+    """Find or fetch the four files of ``dataset``, verify them all, return their folder.
+
+    A file whose cache stamp still matches is not hashed again unless ``verify`` is set."""
     folder = dataset_root(root) / dataset.name
+    ndims = {name: 3 - 2 * k for pair in dataset.splits.values() for k, name in enumerate(pair)}
     for name in dataset.files():
         path = _ensure_file(folder, name, dataset, mirror)
-        _read_verified(path, dataset.sha256[name], dataset.mirror_env)
+        if verify or _trusted_cache(path, dataset.sha256[name]) is None:
+            _full_check(path, dataset.sha256[name], dataset.mirror_env, ndims[name])
     return folder
 
 
@@ -84,8 +97,8 @@ def load_mnist(
     image_path = _ensure_file(folder, image_name, dataset, mirror)
     label_path = _ensure_file(folder, label_name, dataset, mirror)
     env = dataset.mirror_env
-    images = _parse_idx(_read_verified(image_path, dataset.sha256[image_name], env), image_path, 3)
-    labels = _parse_idx(_read_verified(label_path, dataset.sha256[label_name], env), label_path, 1)
+    images = _load_idx(image_path, dataset.sha256[image_name], env, 3)
+    labels = _load_idx(label_path, dataset.sha256[label_name], env, 1)
     if images.shape[0] != labels.shape[0]:
         raise CorruptDataError(
             f"{image_path} holds {images.shape[0]} images but {label_path} holds "
@@ -201,17 +214,7 @@ def _install_verified(
 ) -> None:
     """Verify ``payload`` then place it at ``target`` atomically; refuse it otherwise."""
     _verify_bytes(payload, target.name.endswith(".gz"), expected, origin, mirror_env)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(payload)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    _atomic_write(target, payload)
 
 
 def _read_verified(path: Path, expected: str, mirror_env: str = MIRROR_ENV) -> bytes:
@@ -245,26 +248,124 @@ def _verify_bytes(
     return payload
 
 
-def _parse_idx(payload: bytes, path: Path, ndim: int) -> torch.Tensor:
-    """Decode an unsigned-byte IDX file into a uint8 tensor."""
-    if len(payload) < 4 or payload[0:2] != b"\x00\x00" or payload[2] != 0x08 or payload[3] != ndim:
+def _idx_dims(head: bytes, size: int, path: Path, ndim: int) -> tuple[int, ...]:
+    """The dimensions of an unsigned-byte IDX file of ``size`` bytes starting with ``head``."""
+    if len(head) < 4 or head[0:2] != b"\x00\x00" or head[2] != 0x08 or head[3] != ndim:
         raise CorruptDataError(f"{path} is not a {ndim}-d unsigned-byte IDX file: delete it")
     header = 4 + 4 * ndim
-    if len(payload) < header:
+    if len(head) < header:
         raise CorruptDataError(f"{path} ends inside its IDX header: delete it")
-    dims = struct.unpack(f">{ndim}I", payload[4:header])
+    dims: tuple[int, ...] = struct.unpack(f">{ndim}I", head[4:header])
     count = 1
     for d in dims:
         count *= d
-    if len(payload) - header != count:
+    if size - header != count:
         raise CorruptDataError(
-            f"{path} holds {len(payload) - header} bytes of data, its header says {count}: "
+            f"{path} holds {size - header} bytes of data, its header says {count}: "
             "delete it and run `make data` again"
         )
-    if count == 0:
+    return dims
+
+
+def _parse_idx(payload: bytes, path: Path, ndim: int) -> torch.Tensor:
+    """Decode an unsigned-byte IDX file into a uint8 tensor (one copy of the data)."""
+    dims = _idx_dims(payload[: 4 + 4 * ndim], len(payload), path, ndim)
+    header = 4 + 4 * ndim
+    if len(payload) == header:
         return torch.empty(dims, dtype=torch.uint8)
-    data = torch.frombuffer(bytearray(payload[header:]), dtype=torch.uint8)
+    data = torch.frombuffer(bytearray(memoryview(payload)[header:]), dtype=torch.uint8)
     return data.reshape(dims)
+
+
+def _load_idx(path: Path, expected: str, mirror_env: str, ndim: int) -> torch.Tensor:
+    """The verified content of ``path`` as a uint8 tensor: memory-mapped from the cache when
+    its stamp still matches, otherwise fully checked (and the cache refreshed)."""
+    cached = _trusted_cache(path, expected)
+    if cached is None:
+        return _full_check(path, expected, mirror_env, ndim)
+    size = cached.stat().st_size
+    header = 4 + 4 * ndim
+    mapped = torch.from_file(str(cached), shared=False, size=size, dtype=torch.uint8)
+    dims = _idx_dims(bytes(mapped[:header].tolist()), size, path, ndim)
+    return mapped[header:].view(dims)  # copy-on-write: writes never reach the file
+
+
+def _full_check(path: Path, expected: str, mirror_env: str, ndim: int) -> torch.Tensor:
+    """Decompress and hash ``path``, parse it, then (re)write its cache and stamp."""
+    before = _file_stamp(path)
+    payload = _read_verified(path, expected, mirror_env)
+    tensor = _parse_idx(payload, path, ndim)
+    if _file_stamp(path) == before:  # unchanged while read: the stamp describes this content
+        _write_cache(path, payload, expected)
+    return tensor
+
+
+def _cache_paths(path: Path) -> tuple[Path, Path]:
+    """(decompressed content, stamp) of a data file; an uncompressed file is its own cache."""
+    name = path.name.removesuffix(".gz")
+    folder = path.parent / CACHE_DIR
+    content = folder / f"{name}.idx" if path.name.endswith(".gz") else path
+    return content, folder / f"{name}.stamp.json"
+
+
+def _file_stamp(path: Path) -> dict[str, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "ctime_ns": st.st_ctime_ns, "ino": st.st_ino}
+
+
+def _stamp_record(path: Path, content: Path, expected: str) -> dict[str, object]:
+    return {
+        "version": _STAMP_VERSION,
+        "sha256": expected,
+        "file": _file_stamp(path),
+        "cache": _file_stamp(content),
+    }
+
+
+def _trusted_cache(path: Path, expected: str) -> Path | None:
+    """The cached content of ``path`` when its stamp still describes both files, else None.
+
+    As in git's "racily clean" rule, a file whose mtime or ctime is not older than the
+    stamp itself could have changed within the same clock tick: it is not trusted."""
+    content, stamp = _cache_paths(path)
+    try:
+        recorded = json.loads(stamp.read_bytes())
+        stamped_at = stamp.stat().st_mtime_ns
+    except (OSError, ValueError):
+        return None
+    if recorded != _stamp_record(path, content, expected):
+        return None
+    for entry in (recorded["file"], recorded["cache"]):
+        if entry["mtime_ns"] >= stamped_at or entry["ctime_ns"] >= stamped_at:
+            return None
+    return content
+
+
+def _write_cache(path: Path, payload: bytes, expected: str) -> None:
+    """Keep the verified ``payload`` decompressed beside ``path``, with its stamp; a folder
+    that cannot be written only costs the full check next time."""
+    content, stamp = _cache_paths(path)
+    try:
+        stamp.parent.mkdir(exist_ok=True)
+        if content != path and not _same_content(content, payload):
+            _atomic_write(content, payload)
+        _atomic_write(stamp, json.dumps(_stamp_record(path, content, expected)).encode())
+    except OSError as err:
+        log.debug("dataset_cache_not_written", file=str(path), reason=str(err))
+
+
+def _same_content(path: Path, payload: bytes) -> bool:
+    try:
+        return path.stat().st_size == len(payload) and path.read_bytes() == payload
+    except OSError:
+        return False
+
+
+def _atomic_write(target: Path, payload: bytes) -> None:
+    atomic_write(target, lambda out: out.write(payload))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -279,11 +380,15 @@ def main(argv: list[str] | None = None) -> int:
     choice = parser.add_mutually_exclusive_group()
     choice.add_argument("--dataset", choices=sorted(DATASETS), default=MNIST.name)
     choice.add_argument("--all", action="store_true", help="every built-in dataset")
+    parser.add_argument(
+        "--verify", action="store_true",
+        help="hash every file again even when its cache stamp still matches",
+    )
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     chosen = list(DATASETS.values()) if args.all else [DATASETS[args.dataset]]
     try:
         for dataset in chosen:
-            folder = prepare_mnist(args.root, dataset=dataset)
+            folder = prepare_mnist(args.root, dataset=dataset, verify=args.verify)
             sys.stdout.write(f"{dataset.name} verified in {folder}\n")
     except DataError as err:
         sys.stderr.write(f"error: {err}\n")
