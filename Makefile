@@ -43,8 +43,16 @@ install: ## create/refresh .venv: every distribution editable + dev tools
 	@rm -f $(STAMP)
 	@$(MAKE) --no-print-directory $(STAMP)
 
-data: $(STAMP) ## prepare verified MNIST and Fashion-MNIST under data/
+# Verified once, then again only when a data file or legoml-data's code changes: the stamp
+# spares `make train` a Python start-up (loading re-checks each file's size/mtime stamp anyway).
+DATA_DIR := $(or $(LEGOML_DATA_DIR),data)
+DATA_STAMP := $(DATA_DIR)/.legoml-verified
+$(DATA_STAMP): $(STAMP) $(wildcard packages/data/src/legoml/data/*.py) \
+		$(wildcard $(DATA_DIR)/mnist/*.gz $(DATA_DIR)/fashion-mnist/*.gz)
 	$(PY) -m legoml.data --all
+	@touch $@
+
+data: $(DATA_STAMP) ## prepare verified MNIST and Fashion-MNIST under data/
 
 test: $(STAMP) data ## unit + integration tests, mypy --strict, import contracts, ruff
 	$(PY) -m pytest -m "not slow and not packaging" $(PYTEST_ARGS)
