@@ -132,6 +132,30 @@ def test_only_optimizer_steps_count_with_gradient_accumulation() -> None:
     assert free.num_updates == 3
 
 
+@pytest.mark.parametrize("fails", [False, True])
+def test_the_optimizer_hook_is_removed_when_the_loop_ends_or_fails(fails: bool) -> None:
+    model = nn.Linear(8, 3)
+    context = sgd_context(model)
+    assert context.optimizer is not None
+    hooks = context.optimizer._optimizer_step_post_hooks  # torch's registry of post hooks
+    seen: list[int] = []
+
+    def step(engine: Engine, batch: Any, ctx: Context) -> SupervisedStepOutput:
+        seen.append(len(hooks))
+        if fails and engine.state.global_step == 2:
+            raise RuntimeError("boom")
+        return train_step(engine, batch, ctx)
+
+    engine = Engine(step, context, [EMACallback(decay=0.9)])
+    if fails:
+        with pytest.raises(RuntimeError, match="boom"):
+            engine.loop(batches())
+    else:
+        engine.loop(batches())
+    assert seen and set(seen) == {1}  # one hook while the loop runs
+    assert len(hooks) == 0
+
+
 def test_fp32_shadow_of_a_bf16_model_and_the_unwrapped_module() -> None:
     inner = nn.Linear(8, 3).to(torch.bfloat16)
     model = nn.DataParallel(inner)  # on CPU it just calls the module; unwrapped like DDP

@@ -94,3 +94,21 @@ class Callback:
     ) -> bool | None:
         """When a step or a hook raised; return ``True`` to swallow the exception."""
         return None
+
+
+class _ReleasingCallback(Callback):
+    """A callback that holds something while the loop runs (a bar, an optimizer hook) and
+    lets go of it when the loop ends, normally or through an exception (never swallowed)."""
+
+    def _release(self) -> None:
+        """Let go of what the callback holds; a second call does nothing."""
+        raise NotImplementedError
+
+    def on_engine_end(self, engine: Engine, context: Context) -> None:
+        self._release()
+
+    def on_exception(
+        self, engine: Engine, context: Context, exception: BaseException
+    ) -> bool | None:
+        self._release()
+        return None

@@ -24,11 +24,10 @@ from legoml.core.steps import (
     PrepareBatch,
     _AmpDtype,
     _autocast,
-    _channels_last,
     _check_common,
     _clear_grads,
-    _describe,
-    _field_values,
+    _prepared,
+    _read_fields,
     _resolve_prepare,
     _update,
 )
@@ -39,6 +38,11 @@ if TYPE_CHECKING:
 __all__ = ["make_reconstruction_eval_step", "make_reconstruction_train_step"]
 
 ReconstructionStep = Callable[["Engine", Any, Context], UnsupervisedStepOutput]
+
+_INPUTS_HINT = (
+    "reconstruction steps need a tensor of inputs, (inputs, labels) batches or a dict "
+    "with an input key, got {}; pass input_key= or prepare_batch="
+)
 
 
 def _prepare_inputs(batch: Any, device: torch.device, non_blocking: bool) -> tuple[Any, Tensor]:
@@ -62,13 +66,7 @@ def _prepare_field_inputs(
     target_key: str | None = None,
 ) -> tuple[Any, Tensor]:
     """The slow path: inputs (and targets, default the inputs) from a batch's fields."""
-    try:
-        inputs, targets = _field_values(batch, input_key, target_key, None)
-    except KeyError:
-        raise EngineError(
-            f"reconstruction steps need a tensor of inputs, (inputs, labels) batches or a dict "
-            f"with an input key, got {_describe(batch)}; pass input_key= or prepare_batch="
-        ) from None
+    inputs, targets = _read_fields(batch, input_key, target_key, None, _INPUTS_HINT)
     if not isinstance(inputs, Tensor):
         raise EngineError(
             f"reconstruction steps need tensor inputs, got {type(inputs).__name__}; "
@@ -158,9 +156,7 @@ def make_reconstruction_train_step(
         if not model.training:
             model.train()
         device = context.device
-        inputs, targets = prepare(batch, device, non_blocking)
-        if channels_last:
-            inputs = _channels_last(inputs)
+        inputs, targets = _prepared(prepare, batch, device, non_blocking, channels_last)
         _clear_grads(optimizer)
         with _autocast(device, amp_dtype(device)):
             reconstruction, embedding = _split_output(model(inputs))
@@ -209,9 +205,7 @@ def make_reconstruction_eval_step(
         if model.training:
             model.eval()
         device = context.device
-        inputs, targets = prepare(batch, device, non_blocking)
-        if channels_last:
-            inputs = _channels_last(inputs)
+        inputs, targets = _prepared(prepare, batch, device, non_blocking, channels_last)
         with _autocast(device, amp_dtype(device)):
             reconstruction, embedding = _split_output(model(inputs))
         loss = _loss(context, reconstruction, targets)

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
-from legoml.core._callback_base import Callback, Priority
+from legoml.core._callback_base import Priority, _ReleasingCallback
 from legoml.core.callbacks.checkpoint import atomic_torch_save
 from legoml.core.context import unwrap_model
 from legoml.core.distributed import is_main_process
@@ -43,7 +43,7 @@ def ema_decay(decay: float, num_updates: int, warmup: bool) -> float:
     return min(decay, (1 + num_updates) / (10 + num_updates)) if warmup else decay
 
 
-class EMACallback(Callback):
+class EMACallback(_ReleasingCallback):
     """Keep ``shadow = decay * shadow + (1 - decay) * weights`` after each optimizer step.
 
     Args:
@@ -139,7 +139,7 @@ class EMACallback(Callback):
             self.num_updates = self.num_steps = 0
             self.shadow = {}
         self._bind(model)
-        self._remove_hook()
+        self._release()
         if context.optimizer is not None:
             self._hook = context.optimizer.register_step_post_hook(self._count_step)
         self._stepped = 0
@@ -155,15 +155,6 @@ class EMACallback(Callback):
         elif (self.num_steps - self.start_step) % self.every == 0:
             self._update(ema_decay(self.decay, self.num_updates, self.warmup))
             self.num_updates += 1
-
-    def on_engine_end(self, engine: Engine, context: Context) -> None:
-        self._remove_hook()
-
-    def on_exception(
-        self, engine: Engine, context: Context, exception: BaseException
-    ) -> bool | None:
-        self._remove_hook()
-        return None
 
     # -------------------------------------------------------------- use
     @contextmanager
@@ -231,7 +222,8 @@ class EMACallback(Callback):
     def _count_step(self, optimizer: Any, args: Any, kwargs: Any) -> None:
         self._stepped += 1
 
-    def _remove_hook(self) -> None:
+    def _release(self) -> None:
+        """Remove the optimizer step hook (at the end of the loop, or on a new start)."""
         if self._hook is not None:
             self._hook.remove()
             self._hook = None

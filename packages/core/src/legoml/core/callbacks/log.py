@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -110,28 +111,32 @@ class LoggingCallback(Callback):
             self.sink.log_scalars(dict(state.metrics), step=state.global_step, epoch=state.epoch)
 
     def on_engine_end(self, engine: Engine, context: Context) -> None:
-        self._detach()
-        if self._main:
-            state = engine.state
-            self.logger.info(
-                f"{self.name}_end",
-                epoch=state.epoch,
-                global_step=state.global_step,
-                terminated=engine.should_terminate,
-                seconds=round(state.timings.get("total", 0.0), 3),
-            )
+        state = engine.state
+        self._finish(
+            self.logger.info,
+            "end",
+            epoch=state.epoch,
+            global_step=state.global_step,
+            terminated=engine.should_terminate,
+            seconds=round(state.timings.get("total", 0.0), 3),
+        )
 
     def on_exception(
         self, engine: Engine, context: Context, exception: BaseException
     ) -> bool | None:
+        state = engine.state
+        self._finish(
+            self.logger.error,
+            "failed",
+            epoch=state.epoch,
+            step=state.step,
+            global_step=state.global_step,
+            error=f"{type(exception).__name__}: {exception}",
+        )
+        return None
+
+    def _finish(self, log: Callable[..., Any], event: str, **fields: Any) -> None:
+        """Stop the step logging, then log the run's last event ``<name>_<event>`` (rank 0)."""
         self._detach()
         if self._main:
-            state = engine.state
-            self.logger.error(
-                f"{self.name}_failed",
-                epoch=state.epoch,
-                step=state.step,
-                global_step=state.global_step,
-                error=f"{type(exception).__name__}: {exception}",
-            )
-        return None
+            log(f"{self.name}_{event}", **fields)

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from tqdm.auto import tqdm  # type: ignore[import-untyped,unused-ignore]
 
-from legoml.core._callback_base import Callback, Priority
+from legoml.core._callback_base import Priority, _ReleasingCallback
 from legoml.core._utils import batch_size
 from legoml.core.distributed import is_main_process
 from legoml.core.errors import CallbackError
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 __all__ = ["ProgressBarCallback"]
 
 
-class ProgressBarCallback(Callback):
+class ProgressBarCallback(_ReleasingCallback):
     """One tqdm bar per epoch; off on ranks other than 0.
 
     The bar advances every ``refresh_every`` steps and reads the loss (a device sync)
@@ -71,7 +71,7 @@ class ProgressBarCallback(Callback):
         self._enabled = not self.disable and is_main_process()
 
     def on_epoch_start(self, engine: Engine, context: Context) -> None:
-        self._close()
+        self._release()
         if not self._enabled:
             return
         state = engine.state
@@ -132,18 +132,10 @@ class ProgressBarCallback(Callback):
         if state.step > self._epoch_first_step:
             postfix["samples/s"] = f"{samples / elapsed:.0f}"
         bar.set_postfix(postfix, refresh=False)
-        self._close()
+        self._release()
 
-    def on_engine_end(self, engine: Engine, context: Context) -> None:
-        self._close()
-
-    def on_exception(
-        self, engine: Engine, context: Context, exception: BaseException
-    ) -> bool | None:
-        self._close()
-        return None
-
-    def _close(self) -> None:
+    def _release(self) -> None:
+        """Close the epoch's bar (at the epoch's end, or when the loop ends or fails)."""
         if self.bar is not None:
             self.bar.close()
             self.bar = None
