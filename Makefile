@@ -91,11 +91,12 @@ train-ddp: $(STAMP) data ## distributed training under torchrun (NPROC=2)
 eval: $(STAMP) data ## evaluate the latest checkpoint (or CKPT=path)
 	$(VENV)/bin/legoml-mnist eval $(if $(CKPT),--checkpoint $(CKPT)) $(ARGS)
 
-bench: $(STAMP) data ## run benchmarks/, write benchmarks/results/*.json, print a table
-	$(PY) benchmarks/run_all.py
-
 # Ignite and Lightning live only in this venv: never a dependency of any LegoML package.
 PEERS_VENV := .venv-peers
+
+bench: $(STAMP) data $(PEERS_VENV)/.installed ## run benchmarks/ (the end-to-end one against Lightning too), write benchmarks/results/*.json, print a table
+	$(PY) benchmarks/run_all.py
+
 $(PEERS_VENV)/.installed: $(PYPROJECTS)
 	@test -x $(PEERS_VENV)/bin/python || $(PYTHON) -m venv $(PEERS_VENV)
 	$(PEERS_VENV)/bin/python -m pip install -q --upgrade pip
