@@ -301,7 +301,8 @@ def test_tinycnn_stem_stride_and_pool_first_shapes_and_order() -> None:
 
 def test_conv_autoencoder_reconstructs_the_input_shape_and_returns_its_code() -> None:
     node = ConvAutoencoderNode(in_channels=3, input_size=(32, 16), channels=(8, 16), latent=5)
-    reconstruction, code = node.build()(torch.rand(4, 3, 32, 16))
+    with torch.no_grad():
+        reconstruction, code = node.build()(torch.rand(4, 3, 32, 16))
     assert reconstruction.shape == (4, 3, 32, 16)
     assert code.shape == (4, 5)
     assert 0.0 <= float(reconstruction.min()) and float(reconstruction.max()) <= 1.0  # sigmoid
