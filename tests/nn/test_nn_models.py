@@ -333,5 +333,5 @@ def test_conv_autoencoder_learns_a_batch() -> None:
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
     assert losses[-1] < 0.5 * losses[0]
