@@ -116,30 +116,30 @@ def main() -> int:
     return 0
 
 
-def _fmt(value: object, spec: str) -> str:
-    return "n/a" if value is None else format(value, spec)
+def _fmt(value: object, spec: str, unit: str = "") -> str:
+    return "n/a" if value is None else format(value, spec) + unit
 
 
 def print_table(summary: dict[str, Any], classic: dict[str, Any]) -> None:
     e2e = summary["end_to_end"]
     rows = [
-        ("time to 99% (LegoML default recipe)", _fmt(summary["time_to_99_s"], ".2f") + " s"),
-        ("time to 99% (classic recipe, hand loop)", _fmt(summary["classic_time_to_99_s"], ".2f") + " s"),
+        ("time to 99% (LegoML default recipe)", _fmt(summary["time_to_99_s"], ".2f", " s")),
+        ("time to 99% (classic recipe, hand loop)", _fmt(summary["classic_time_to_99_s"], ".2f", " s")),
         ("  classic accuracy per epoch", ", ".join(f"{a:.4f}" for a in classic["classic_epoch_accuracies"])),
-        ("time-to-99 speedup", _fmt(summary["time_to_99_speedup"], ".1f") + "x"),
+        ("time-to-99 speedup", _fmt(summary["time_to_99_speedup"], ".1f", "x")),
         ("final test accuracy (median of seeds)", _fmt(summary["final_test_accuracy"], ".4f")),
-        ("engine overhead vs hand loop", _fmt(summary["engine_overhead_ratio"], ".3f") + "x"),
-        ("  bare engine vs bare hand loop", _fmt(summary["engine_bare_ratio"], ".3f") + "x"),
+        ("engine overhead vs hand loop", _fmt(summary["engine_overhead_ratio"], ".3f", "x")),
+        ("  bare engine vs bare hand loop", _fmt(summary["engine_bare_ratio"], ".3f", "x")),
         (
             "  vs a hand loop clearing grads like the Engine",
-            _fmt(summary["engine_overhead_ratio_vs_grads_to_none_hand_loop"], ".3f") + "x",
+            _fmt(summary["engine_overhead_ratio_vs_grads_to_none_hand_loop"], ".3f", "x"),
         ),
-        ("BatchLoader vs torchvision DataLoader", _fmt(summary["loader_speedup"], ".0f") + "x"),
-        ("legoml.nn import over torch", _fmt(summary["nn_import_overhead_ms"], ".1f") + " ms"),
-        ("peak RSS of default training", _fmt(summary["peak_rss_mb"], ".0f") + " MB"),
-        ("end to end: legoml-mnist train wall / training", _fmt(e2e["wall_over_train"], ".2f") + "x"),
-        ("  legoml-mnist train vs hand-written script (wall)", _fmt(e2e["vs_hand_wall"], ".2f") + "x"),
-        ("  legoml-mnist train vs Lightning script (wall)", _fmt(e2e["vs_lightning_wall"], ".2f") + "x"),
+        ("BatchLoader vs torchvision DataLoader", _fmt(summary["loader_speedup"], ".0f", "x")),
+        ("legoml.nn import over torch", _fmt(summary["nn_import_overhead_ms"], ".1f", " ms")),
+        ("peak RSS of default training", _fmt(summary["peak_rss_mb"], ".0f", " MB")),
+        ("end to end: legoml-mnist train wall / training", _fmt(e2e["wall_over_train"], ".2f", "x")),
+        ("  legoml-mnist train vs hand-written script (wall)", _fmt(e2e["vs_hand_wall"], ".2f", "x")),
+        ("  legoml-mnist train vs Lightning script (wall)", _fmt(e2e["vs_lightning_wall"], ".2f", "x")),
     ]
     width = max(len(name) for name, _ in rows)
     print(f"{'benchmark':<{width}}  result")
