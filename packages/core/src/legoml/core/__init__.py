@@ -8,7 +8,8 @@ worth catching. Every other piece lives in a named submodule: ``legoml.core.dist
 (``FilteredEvent``, ``RemovableHandle``), ``legoml.core.steps`` (``AmpSetting``,
 ``resolve_amp_dtype``), ``legoml.core.callbacks`` (``atomic_torch_save``, ``checkpoint_name``),
 ``legoml.core.context`` (``unwrap_model``), ``legoml.core.engine`` (``StepFn``),
-``legoml.core.errors`` (every error) and ``legoml.core.values`` (int checks, scalars).
+``legoml.core.errors`` (every error), ``legoml.core.values`` (int checks, scalars) and
+``legoml.core.atomic`` (the atomic file write).
 """
 
 from typing import TYPE_CHECKING
