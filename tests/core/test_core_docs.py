@@ -12,6 +12,7 @@ import pytest
 README = Path(__file__).resolve().parents[2] / "packages" / "core" / "README.md"
 MODULES = [
     "legoml.core._callback_base",
+    "legoml.core.atomic",
     "legoml.core.callbacks.checkpoint",
     "legoml.core.callbacks.early_stopping",
     "legoml.core.callbacks.ema",
