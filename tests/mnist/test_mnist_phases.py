@@ -74,3 +74,22 @@ def test_a_training_run_reports_every_phase(tmp_path: Path) -> None:
     assert data["steps"] == 512 // 128  # one epoch of the default batch of 128
     assert 0 <= data["final_metrics"]["test/accuracy"] <= 1
     assert data["train_seconds"] <= data["phases"]["train"]
+
+
+def test_only_the_train_command_enables_the_freeze(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A sweep's process trains many trials: freezing there would keep every trial's cyclic
+    # garbage alive, so only `train` (one run per process) turns the freeze on.
+    from legoml_mnist import cli
+
+    calls: list[str] = []
+    monkeypatch.setattr(cli, "enable_startup_freeze", lambda: calls.append("train"))
+    assert cli.main(["config"]) == 0
+    space = tmp_path / "space.json"
+    space.write_text('{"optimizer.lrr": {"low": 0.001, "high": 0.01}}')
+    assert cli.main(["sweep", str(space), "--runs-root", str(tmp_path)]) != 0
+    assert calls == []
+    assert cli.main(["train", "--config", str(tmp_path / "missing.json")]) != 0
+    assert calls == ["train"]
+    capsys.readouterr()

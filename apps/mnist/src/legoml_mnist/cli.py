@@ -24,7 +24,7 @@ from legoml.track import TrackError
 from legoml_mnist._files import read_small_file
 from legoml_mnist.errors import AppError
 from legoml_mnist.evaluator import EvaluatorNode
-from legoml_mnist.logs import configure_logging
+from legoml_mnist.logs import configure_logging, enable_startup_freeze
 from legoml_mnist.recipes import DATASET_NAMES, TASK_NAMES, recipe
 from legoml_mnist.trainer import TrainerNode
 from legoml_mnist.upgrade import trainer_from_config
@@ -259,6 +259,7 @@ def _check_model_fits(node: TrainerNode) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
+    enable_startup_freeze()
     node = _train_node(args)
     if args.resume is not None and args.config is None and not args.overrides:
         node = _config_of_run(Path(args.resume), node)

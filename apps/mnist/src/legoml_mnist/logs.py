@@ -24,14 +24,21 @@ from typing import Any
 
 import structlog
 
-__all__ = ["PHASES", "PhaseClock", "configure_logging", "freeze_startup_objects", "process_age"]
+__all__ = [
+    "PHASES",
+    "PhaseClock",
+    "configure_logging",
+    "enable_startup_freeze",
+    "freeze_startup_objects",
+    "process_age",
+]
 
 PROFILE_ENV = "LEGOML_PROFILE"
 _command_line = False
 
 
 def freeze_startup_objects() -> None:
-    """In a ``legoml-mnist`` process only: move every object alive now (torch's,
+    """In a ``legoml-mnist train`` process only: move every object alive now (torch's,
     torch._dynamo's, LegoML's: ~400k) to the collector's permanent generation, so no later
     collection, nor the one at exit, walks them again. A library caller (a test, a
     notebook, a sweep) keeps its collector untouched."""
@@ -48,13 +55,19 @@ def _running_as_command() -> bool:
     return Path(getattr(main, "__file__", None) or "").stem == "legoml-mnist"
 
 
-def configure_logging(level: str | None = None) -> None:
-    """Send structlog events to stderr at ``level`` (default ``$LEGOML_LOG_LEVEL`` or info)."""
+def enable_startup_freeze() -> None:
+    """Called by ``legoml-mnist train`` (one run per process): let ``freeze_startup_objects``
+    act, and run it at exit too. Long-lived processes (a sweep's trials, tests, notebooks)
+    never call it, so their collector stays untouched."""
     global _command_line
-    PHASES.mark("imports")  # the command's first act: everything before it is start-up
     if not _command_line and _running_as_command():
         _command_line = True
         atexit.register(freeze_startup_objects)  # skip the walk over every object at exit
+
+
+def configure_logging(level: str | None = None) -> None:
+    """Send structlog events to stderr at ``level`` (default ``$LEGOML_LOG_LEVEL`` or info)."""
+    PHASES.mark("imports")  # the command's first act: everything before it is start-up
     name = (level or os.environ.get("LEGOML_LOG_LEVEL") or "info").upper()
     structlog.configure(
         processors=[
