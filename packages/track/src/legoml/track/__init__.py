@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from legoml.track._mlflow import MLflowOptions
+from legoml.track._mlflow_options import MLflowOptions
 from legoml.track._run import Run, config_to_dict, run
 from legoml.track._scalars import SCALARS_HEADER, ScalarRow, read_scalars, rewind_scalars
 from legoml.track._store import RunInfo, list_runs, read_run

@@ -19,13 +19,9 @@ from legoml.track._atomic import atomic_write, atomic_write_json
 from legoml.track._events import EventLog
 from legoml.track._lines import LineAppender
 from legoml.track._meta import environment_info, git_info, new_meta, now_iso, parse_iso
-from legoml.track._mlflow import (
-    MLflowOptions,
-    MLflowSink,
-    mlflow_options,
-    mlflow_status,
-    require_mlflow,
-)
+from legoml.track._mlflow_format import mlflow_status
+from legoml.track._mlflow_options import MLflowOptions, mlflow_options, require_mlflow
+from legoml.track._mlflow_sink import MLflowSink
 from legoml.track._rundir import (
     check_name_and_seed,
     check_scalars_header,

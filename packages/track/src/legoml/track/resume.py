@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from legoml.track._mlflow import MLflowOptions
+from legoml.track._mlflow_options import MLflowOptions
 from legoml.track._run import Run, require_sinks
 from legoml.track._rundir import check_name_and_seed, config_to_dict
 from legoml.track._scalars import HEADER_SIZE

@@ -1,209 +1,47 @@
 """Optional MLflow mirror of a run: scalars, params, tags, artifacts and status.
 
 The run directory stays the source of truth: MLflow gets a batched copy, and a failing
-tracking server costs one warning, never the run. ``mlflow`` is imported only here, inside
-the functions that talk to it, so ``import legoml.track`` never loads it.
+tracking server costs one warning, never the run. ``mlflow`` is imported only inside the
+methods that talk to it, so ``import legoml.track`` never loads it. Settings and install
+checks live in ``_mlflow_options``, name and value formatting in ``_mlflow_format``.
 """
 
 from __future__ import annotations
 
-import hashlib
-import importlib.util
 import os
-import posixpath
-import re
 import sys
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, SupportsFloat
-from urllib.parse import urlparse
 
 import structlog
 
 from legoml.track._atomic import atomic_write_json
-from legoml.track._flatten import flatten
+from legoml.track._mlflow_format import (
+    MAX_METRICS_PER_BATCH,
+    MAX_PARAMS_PER_BATCH,
+    clip_tag_value,
+    config_params,
+    error_line,
+    mlflow_key,
+    run_tag,
+    run_tags,
+)
+from legoml.track._mlflow_options import (
+    MLFLOW_FILE,
+    MLflowOptions,
+    default_tracking_uri,
+    recorded_tracking_uri,
+    uri_scheme,
+)
 from legoml.track._rundir import read_json
 from legoml.track._scalars import read_scalars, to_float
-from legoml.track.errors import MissingExtraError, RunError
 
-__all__ = [
-    "MLFLOW_FILE",
-    "MLflowOptions",
-    "MLflowSink",
-    "mlflow_options",
-    "mlflow_status",
-    "require_mlflow",
-]
+__all__ = ["MLflowSink"]
 
 log = structlog.get_logger(__name__)
-
-MLFLOW_FILE = "mlflow.json"  # in the run directory: which MLflow run mirrors it
-_HINT = "MLflow logging needs mlflow: pip install 'legoml-track[mlflow]'"
-_DB_SCHEMES = {"sqlite", "postgresql", "mysql", "mssql"}  # SQLAlchemy stores
-# Limits of MLflow's own validation (mlflow.utils.validation, MLflow 2.10 to 3.x).
-_MAX_KEY = 250
-_MAX_PARAM_VALUE = 6000
-_MAX_TAG_VALUE = 8000
-_MAX_PARAMS_PER_BATCH = 100
-_MAX_METRICS_PER_BATCH = 1000
-_TRUNCATED = " ...[truncated; the full value is in config.json]"
-_BAD_KEY_CHARS = re.compile(r"[^/\w.\- ]")  # MLflow's allowed set, minus ':' (not on Windows)
-
-
-@dataclass(frozen=True)
-class MLflowOptions:
-    """Where and how a run is mirrored to MLflow (``run(..., mlflow=MLflowOptions(...))``).
-
-    Attributes:
-        tracking_uri: any MLflow tracking URI, used as is (``http://host:5000``,
-            ``sqlite:///path/mlflow.db``, ...). ``None``: the URI a resumed run was mirrored
-            to, else ``sqlite:///<runs root>/mlflow.db``.
-        experiment: experiment of a new MLflow run; ``None``: the runs root's folder name
-            (``"legoml"`` when it has none). Created when missing.
-        log_checkpoints: also upload ``checkpoints/`` when the run closes (large; off).
-        flush_secs: scalars are sent in one batch at most every this many seconds (and when
-            1000 are waiting, and at close).
-    """
-
-    tracking_uri: str | None = None
-    experiment: str | None = None
-    log_checkpoints: bool = False
-    flush_secs: float = 5.0
-
-    def __post_init__(self) -> None:
-        uri, experiment = self.tracking_uri, self.experiment
-        if uri is not None and (not isinstance(uri, str) or not uri.strip()):
-            raise RunError(f"mlflow tracking_uri must be a non-empty string, got {uri!r}")
-        if experiment is not None and (not isinstance(experiment, str) or not experiment.strip()):
-            raise RunError(f"mlflow experiment must be a non-empty string, got {experiment!r}")
-        secs = self.flush_secs
-        if isinstance(secs, bool) or not isinstance(secs, (int, float)) or not secs >= 0:
-            raise RunError(f"mlflow flush_secs must be a number >= 0, got {secs!r}")
-
-
-def mlflow_options(value: object) -> MLflowOptions | None:
-    """``run(mlflow=...)``: ``False``/``None`` off, ``True`` defaults, a URI string, or options."""
-    if value is None or value is False:
-        return None
-    if value is True:
-        return MLflowOptions()
-    if isinstance(value, str):
-        return MLflowOptions(tracking_uri=value)
-    if isinstance(value, MLflowOptions):
-        return value
-    raise RunError(
-        f"mlflow must be True, a tracking URI string or MLflowOptions, got {type(value).__name__}"
-    )
-
-
-def default_tracking_uri(runs_root: Path) -> str:
-    """``sqlite:///<absolute runs root>/mlflow.db``: one database beside the run folders."""
-    return "sqlite:///" + (runs_root.resolve() / "mlflow.db").as_posix()
-
-
-def _scheme(uri: str) -> str:
-    return urlparse(uri).scheme.split("+", 1)[0].lower()
-
-
-def _is_file_store(uri: str) -> bool:
-    scheme = _scheme(uri)
-    return scheme in ("", "file") or (len(scheme) == 1 and os.name == "nt")  # C:\mlruns
-
-
-def recorded_tracking_uri(run_dir: Path | None) -> str | None:
-    """The tracking URI a run directory's mlflow.json names, if any."""
-    path = None if run_dir is None else run_dir / MLFLOW_FILE
-    if path is None or not path.is_file():
-        return None
-    try:
-        uri = read_json(path).get("tracking_uri")
-    except RunError:
-        return None
-    return uri if isinstance(uri, str) and uri else None
-
-
-def require_mlflow(tracking_uri: str | None = None, run_dir: Path | None = None) -> None:
-    """Fail early (before anything is written) when the mirror cannot work in this install.
-
-    ``None`` stands for the URI recorded in ``run_dir``, else the default SQLite store. A
-    file store (``./mlruns``, ``file:///``) is refused by MLflow 3 unless
-    ``MLFLOW_ALLOW_FILE_STORE=true``; say so now.
-    """
-    try:
-        import mlflow  # noqa: F401
-    except ImportError as exc:
-        raise MissingExtraError(_HINT) from exc
-    uri = tracking_uri or recorded_tracking_uri(run_dir) or "sqlite:///mlflow.db"
-    if _scheme(uri) in _DB_SCHEMES:
-        for module in ("sqlalchemy", "alembic"):
-            if importlib.util.find_spec(module) is None:
-                raise MissingExtraError(
-                    f"the MLflow store {uri} needs {module}: pip install 'legoml-track[mlflow]'"
-                )
-    if _is_file_store(uri):
-        from mlflow.environment_variables import MLFLOW_ALLOW_FILE_STORE
-
-        flag: Any = MLFLOW_ALLOW_FILE_STORE
-        try:
-            allowed = bool(flag.get())
-        except ValueError:
-            allowed = False
-        if not allowed and _mlflow_major() >= 3:
-            raise RunError(
-                f"MLflow refuses the file store {uri}: set MLFLOW_ALLOW_FILE_STORE=true, or "
-                "use a database such as sqlite:///mlruns.db"
-            )
-
-
-def _mlflow_major() -> int:
-    version = getattr(sys.modules.get("mlflow"), "__version__", "0")
-    head = str(version).split(".", 1)[0]
-    return int(head) if head.isdigit() else 0
-
-
-def mlflow_status(error: BaseException | str | None) -> str:
-    """MLflow's end status for a run closed with ``error``: FINISHED, KILLED or FAILED."""
-    if error is None:
-        return "FINISHED"
-    if isinstance(error, (KeyboardInterrupt, SystemExit)):
-        return "KILLED"
-    return "FAILED"
-
-
-def mlflow_key(name: str) -> str:
-    """An MLflow-valid metric/param key for ``name`` (same name when already valid).
-
-    Characters MLflow refuses become ``_``; a name that is not a clean path (``a//b``, ``/a``,
-    ``..``) has its slashes replaced; over 250 characters it is cut and given a short hash.
-    """
-    key = _BAD_KEY_CHARS.sub("_", name)
-    if posixpath.normpath(key) != key or key.startswith(("/", "..")) or key in ("", "."):
-        key = key.replace("/", "_")
-        if key.startswith("..") or key in ("", "."):
-            key = "_" + key
-    if len(key) > _MAX_KEY:
-        digest = hashlib.sha1(name.encode("utf-8")).hexdigest()[:8]
-        key = f"{key[: _MAX_KEY - 9]}~{digest}"
-    return key
-
-
-def param_value(value: Any) -> str:
-    """What MLflow shows for a config value: ``str(value)`` (as ``mlflow.log_params`` does),
-    cut to MLflow's 6000-character limit with a note pointing at config.json."""
-    text = str(value)
-    if len(text) > _MAX_PARAM_VALUE:
-        text = text[: _MAX_PARAM_VALUE - len(_TRUNCATED)] + _TRUNCATED
-    return text
-
-
-def config_params(config: Mapping[str, Any]) -> dict[str, str]:
-    """The flattened config as MLflow params (dotted keys, see :func:`mlflow_key`)."""
-    if not config:
-        return {}
-    return {mlflow_key(key): param_value(value) for key, value in flatten(config).items()}
 
 
 def _is_rank_zero() -> bool:
@@ -217,11 +55,6 @@ def _is_rank_zero() -> bool:
         pass
     rank = os.environ.get("RANK", "0").strip()
     return not rank.isdigit() or int(rank) == 0
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")[:300]
 
 
 class MLflowSink:
@@ -305,7 +138,8 @@ class MLflowSink:
             client.update_run(run_id, status="RUNNING")
             known = dict(client.get_run(run_id).data.params)
             self._log_params(client, run_id, params, known)
-        client.log_batch(run_id, tags=[_tag(k, v) for k, v in _tags(self.dir, meta).items()])
+        tags = [run_tag(key, value) for key, value in run_tags(self.dir, meta).items()]
+        client.log_batch(run_id, tags=tags)
         self._client, self.run_id = client, run_id
         if resumed:
             self._catch_up()
@@ -346,7 +180,7 @@ class MLflowSink:
             experiment_id = experiment.experiment_id
         else:
             location = None
-            if _scheme(uri) == "sqlite":  # else MLflow puts artifacts in ./mlruns of the cwd
+            if uri_scheme(uri) == "sqlite":  # else MLflow puts artifacts in ./mlruns of the cwd
                 database = Path(uri[len("sqlite:///") :])
                 location = (database.resolve().parent / "mlartifacts").as_uri()
             try:
@@ -381,15 +215,15 @@ class MLflowSink:
             key for key, value in params.items() if key in known and known[key] != value
         )
         new = [Param(key, value) for key, value in params.items() if key not in known]
-        for start in range(0, len(new), _MAX_PARAMS_PER_BATCH):
-            client.log_batch(run_id, params=new[start : start + _MAX_PARAMS_PER_BATCH])
+        for start in range(0, len(new), MAX_PARAMS_PER_BATCH):
+            client.log_batch(run_id, params=new[start : start + MAX_PARAMS_PER_BATCH])
         if changed:
             log.warning(
                 "mlflow keeps the params of the run's first start; changed on resume",
                 run=str(self.dir),
                 params=changed,
             )
-            client.set_tag(run_id, "legoml.params_changed", _clip(",".join(changed)))
+            client.set_tag(run_id, "legoml.params_changed", clip_tag_value(",".join(changed)))
 
     def _catch_up(self) -> None:
         """Queue the CSV rows past what MLflow already holds, name by name."""
@@ -433,7 +267,7 @@ class MLflowSink:
                 key = self._key(name)
                 if self._keep(key, step):
                     self._buffer.append(self._metric_cls(key, to_float(name, value), stamp, step))
-            if self._buffer and (was_empty or len(self._buffer) >= _MAX_METRICS_PER_BATCH):
+            if self._buffer and (was_empty or len(self._buffer) >= MAX_METRICS_PER_BATCH):
                 self._wake.notify()  # the sender re-plans its wait
 
     def flush(self) -> None:
@@ -451,7 +285,7 @@ class MLflowSink:
         """Seconds until the queue should go out (0: now); ``None``: nothing queued."""
         if not self._buffer:
             return 0.0 if self._stopping else None
-        if self._stopping or self._flush_asked or len(self._buffer) >= _MAX_METRICS_PER_BATCH:
+        if self._stopping or self._flush_asked or len(self._buffer) >= MAX_METRICS_PER_BATCH:
             return 0.0
         return max(0.0, self.options.flush_secs - (time.monotonic() - self._last_flush))
 
@@ -479,8 +313,8 @@ class MLflowSink:
     def _send(self, pending: list[Any]) -> None:
         try:
             with self._client_lock:
-                for start in range(0, len(pending), _MAX_METRICS_PER_BATCH):
-                    batch = pending[start : start + _MAX_METRICS_PER_BATCH]
+                for start in range(0, len(pending), MAX_METRICS_PER_BATCH):
+                    batch = pending[start : start + MAX_METRICS_PER_BATCH]
                     self._client.log_batch(self.run_id, metrics=batch)
         except Exception as exc:
             with self._lock:
@@ -554,39 +388,6 @@ class MLflowSink:
             run=str(self.dir),
             action=action,
             uri=self.tracking_uri,
-            error=_first_line(exc),
+            error=error_line(exc),
             fix="check the tracking server, then resume the run to send what MLflow missed",
         )
-
-
-def _clip(text: str) -> str:
-    return text if len(text) <= _MAX_TAG_VALUE else text[: _MAX_TAG_VALUE - 3] + "..."
-
-
-def _tag(key: str, value: object) -> Any:
-    from mlflow.entities import RunTag
-
-    return RunTag(key, _clip(str(value)))
-
-
-def _tags(run_dir: Path, meta: Mapping[str, Any]) -> dict[str, object]:
-    """Run name, directory, seed, git commit and versions: what a reader filters runs by."""
-    tags: dict[str, object] = {
-        "legoml.run_dir": run_dir.resolve().as_posix(),
-        "legoml.run_id": meta.get("id") or run_dir.name,
-        "legoml.resumes": len(meta.get("resumes") or []),
-    }
-    optional = {
-        "legoml.seed": meta.get("seed"),
-        "mlflow.source.git.commit": meta.get("git_commit"),
-        "legoml.git_commit": meta.get("git_commit"),
-        "legoml.git_dirty": meta.get("git_dirty"),
-        "legoml.python": meta.get("python"),
-        "legoml.torch": meta.get("torch"),
-        "legoml.host": meta.get("host"),
-    }
-    tags.update({key: value for key, value in optional.items() if value is not None})
-    packages = meta.get("packages")
-    if isinstance(packages, Mapping):
-        tags.update({f"legoml.version.{name}": version for name, version in packages.items()})
-    return tags
