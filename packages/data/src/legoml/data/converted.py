@@ -6,28 +6,20 @@ every image (PIL image, uint8 or [0, 1] float tensor, numpy H×W×C array) into 
 and returns the whole split in memory with its per-channel statistics and class names, so
 ``BatchLoader.from_split`` serves it without per-sample Python work.
 
-With ``cache_dir`` the result is stored once and reloaded on later runs. The cache key is a
-SHA-256 over the dataset's description (see ``dataset_key``): its class, length and public
-attributes, where tensors and arrays count by content, file paths by size and mtime,
-transforms by ``repr``, nested datasets recursively. The file is written atomically and
-carries a SHA-256 of its content; a file that fails any check is logged and rebuilt.
+With ``cache_dir`` the result is stored once and reloaded on later runs: the cache key is
+``legoml.data.fingerprint.dataset_key``, its file format (written atomically with a
+SHA-256 header, rebuilt when any check fails) is ``legoml.data._dataset_cache``.
 
 torchvision is never imported here: PIL images are read through their own buffer.
 """
 
 from __future__ import annotations
 
-import ctypes
 import dataclasses
-import hashlib
-import io
-import json
 import operator
 import os
-import pickle
-import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,19 +29,17 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from legoml.data._dataset_cache import cache_path, load_cache, write_cache
 from legoml.data.errors import DataConfigError, DataError
-from legoml.data.mnist import _install_verified
+from legoml.data.fingerprint import dataset_key
 from legoml.data.normalize import pixel_stats
 from legoml.data.splits import Split
 
-__all__ = ["dataset_key", "from_dataset"]
+__all__ = ["from_dataset"]
 
 log = structlog.get_logger(__name__)
 
-_MAGIC = b"LEGOML-DATASET-CACHE/1 "
-_KEY_VERSION = "legoml-dataset-key/1"
-_MAX_DEPTH = 6
-_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
+_MAX_NESTING = 6  # how far up Subset-style ``.dataset`` parents to look for class names
 # PIL modes whose bands are 8 bits each, read as they are; others are converted or refused.
 _PIL_8BIT_MODES = {"L", "LA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr", "LAB", "HSV"}
 _PIL_CONVERT = {"1": "L", "P": "RGB", "PA": "RGBA", "La": "LA", "RGBa": "RGBA"}
@@ -99,9 +89,9 @@ def from_dataset(
     key = ""
     if cache_dir is not None:
         key = dataset_key(dataset, exclude=Path(cache_dir))
-        path = Path(cache_dir) / f"{_slug(name or who)}-{key[:16]}.cache"
+        path = cache_path(cache_dir, name or who, key)
         if not refresh:
-            cached = _load_cache(path, key, size)
+            cached = load_cache(path, key, size)
             if cached is not None:
                 _check_classes(cached.labels, names, who)
                 log.info("dataset_cache_hit", dataset=who, path=str(path), examples=size)
@@ -122,24 +112,8 @@ def from_dataset(
         seconds=round(time.perf_counter() - start, 3),
     )
     if path is not None:
-        _write_cache(path, key, split)
+        write_cache(path, key, split)
     return split
-
-
-def dataset_key(dataset: Dataset[Any], exclude: Path | None = None) -> str:
-    """SHA-256 hex of what defines ``dataset``'s samples: the ``from_dataset`` cache key.
-
-    The key covers the dataset's class, ``len`` and every attribute not starting with ``_``:
-    numbers, strings and flags by value; tensors and numpy arrays by dtype, shape and
-    content; strings naming an existing file (``ImageFolder.samples``) also by its size and
-    mtime; lists, tuples and dicts item by item; nested datasets (``Subset``,
-    ``ConcatDataset``) recursively; functions by qualified name; other objects (transforms)
-    by ``repr`` with memory addresses removed. Keep counters and caches in ``_`` attributes:
-    they would change the key. Files under ``exclude`` (the cache folder) are not looked at.
-    """
-    fingerprint = _Fingerprint(exclude.resolve() if exclude is not None else None)
-    fingerprint.feed_dataset(dataset, 0)
-    return fingerprint.hasher.hexdigest()
 
 
 # -- conversion ------------------------------------------------------------------------
@@ -364,7 +338,7 @@ def _class_names(dataset: Any, classes: Sequence[str] | None) -> tuple[str, ...]
                 f"classes must be a sequence of non-empty names, one per label, got {classes!r}"
             )
         return tuple(classes)
-    for _ in range(_MAX_DEPTH):  # a Subset keeps its parent's class names
+    for _ in range(_MAX_NESTING):  # a Subset keeps its parent's class names
         found = getattr(dataset, "classes", None)
         if isinstance(found, Sequence) and not isinstance(found, str) and found:
             return tuple(str(c) for c in found)
@@ -380,200 +354,6 @@ def _check_classes(labels: Tensor, classes: tuple[str, ...], who: str) -> None:
             f"{who} labels reach {int(labels.max())} but only {len(classes)} class names are "
             "known: pass classes= with one name per label"
         )
-
-
-# -- cache -----------------------------------------------------------------------------
-
-
-def _load_cache(path: Path, key: str, size: int) -> Split | None:
-    """The cached split, or None (logged) when the file is missing or fails any check."""
-    try:
-        payload = path.read_bytes()
-    except FileNotFoundError:
-        return None
-    except OSError as err:
-        payload, problem = b"", f"unreadable: {err}"
-    else:
-        found = _read_cache(payload, key, size)
-        if isinstance(found, Split):
-            return found
-        problem = found
-    log.warning("dataset_cache_rejected", path=str(path), reason=problem, action="rebuilding")
-    return None
-
-
-def _read_cache(payload: bytes, key: str, size: int) -> Split | str:
-    """The split in a cache file's ``payload``, or why it cannot be trusted."""
-    header_end = payload.find(b"\n", 0, len(_MAGIC) + 80)
-    if not payload.startswith(_MAGIC) or header_end < 0:
-        return "not a legoml dataset cache file"
-    expected = payload[len(_MAGIC) : header_end].decode("ascii", "replace")
-    body = memoryview(payload)[header_end + 1 :]
-    digest = hashlib.sha256(body).hexdigest()
-    if digest != expected:
-        return f"checksum mismatch (got {digest[:12]}, expected {expected[:12]})"
-    try:
-        state = torch.load(io.BytesIO(body), map_location="cpu", weights_only=True)
-        images, labels = state["images"], state["labels"]
-        ok = (
-            state["key"] == key
-            and isinstance(images, Tensor)
-            and isinstance(labels, Tensor)
-            and images.dtype == torch.uint8
-            and images.ndim == 4
-            and labels.dtype == torch.int64
-            and tuple(labels.shape) == (size,)
-            and int(images.shape[0]) == size
-        )
-        if not ok:
-            return "content does not describe this dataset"
-        return Split(
-            images,
-            labels,
-            mean=tuple(state["mean"]),
-            std=tuple(state["std"]),
-            classes=tuple(state["classes"]),
-        )
-    except (
-        pickle.UnpicklingError,
-        EOFError,
-        LookupError,
-        TypeError,
-        ValueError,
-        RuntimeError,
-    ) as err:
-        return f"unreadable content: {err}"
-
-
-def _write_cache(path: Path, key: str, split: Split) -> None:
-    buffer = io.BytesIO()
-    torch.save(
-        {
-            "key": key,
-            "images": split.images,
-            "labels": split.labels,
-            "mean": list(split.mean),
-            "std": list(split.std),
-            "classes": list(split.classes),
-        },
-        buffer,
-    )
-    body = buffer.getvalue()
-    payload = _MAGIC + hashlib.sha256(body).hexdigest().encode("ascii") + b"\n" + body
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # legoml-data's one atomic writer (temp file, fsync, rename); it re-checks the digest
-        _install_verified(payload, path, hashlib.sha256(payload).hexdigest(), str(path))
-    except OSError as err:  # the split is good; only the next run pays the conversion again
-        log.warning("dataset_cache_not_written", path=str(path), error=str(err))
-        return
-    log.info("dataset_cache_written", path=str(path), bytes=len(body))
-
-
-def _slug(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.").lower() or "dataset"
-
-
-# -- dataset key -----------------------------------------------------------------------
-
-
-class _Fingerprint:
-    """Feeds a dataset's description into one SHA-256, token by token."""
-
-    def __init__(self, exclude: Path | None) -> None:
-        self.hasher = hashlib.sha256(_KEY_VERSION.encode())
-        self.exclude = exclude
-        self.seen: set[int] = set()
-        self.containers: dict[int, int] = {}
-        self.kept: list[Any] = []  # keeps aliased containers alive so ids stay unique
-
-    def alias(self, value: Any) -> bool:
-        """True (and one token) when this container object was already fed: ``imgs is samples``."""
-        if not isinstance(value, (list, dict)):
-            return False
-        ordinal = self.containers.get(id(value))
-        if ordinal is not None:
-            self.token("alias", ordinal)
-            return True
-        self.containers[id(value)] = len(self.containers)
-        self.kept.append(value)
-        return False
-
-    def token(self, *parts: object) -> None:
-        self.hasher.update(json.dumps([str(p) for p in parts]).encode() + b"\x00")
-
-    def feed_dataset(self, dataset: Any, depth: int) -> None:
-        kind = type(dataset)
-        self.token("dataset", kind.__module__, kind.__qualname__)
-        if id(dataset) in self.seen:
-            self.token("seen")
-            return
-        self.seen.add(id(dataset))
-        try:
-            self.token("len", len(dataset))
-        except TypeError:
-            self.token("len", None)
-        for name, value in sorted(vars(dataset).items()):
-            if not name.startswith("_"):
-                self.token("attr", name)
-                self.feed(value, depth + 1)
-
-    def feed(self, value: Any, depth: int) -> None:
-        if value is None or isinstance(value, (bool, int, float)):
-            self.token(type(value).__name__, repr(value))
-        elif isinstance(value, str):
-            self.feed_str(value)
-        elif isinstance(value, os.PathLike):
-            self.feed_str(os.fspath(value))
-        elif isinstance(value, Tensor):
-            self.feed_tensor(value)
-        elif type(value).__module__.startswith("numpy") and hasattr(value, "dtype"):
-            try:
-                self.feed_tensor(torch.as_tensor(value))
-            except (TypeError, RuntimeError):  # object arrays: their repr is all there is
-                self.token("ndarray", value.dtype, _ADDRESS.sub("", repr(value)))
-        elif depth > _MAX_DEPTH:
-            self.token("deep", type(value).__qualname__)
-        elif isinstance(value, Dataset):
-            self.feed_dataset(value, depth)
-        elif self.alias(value):
-            return
-        elif isinstance(value, Mapping):
-            self.token("map", len(value))
-            for key in sorted(value, key=repr):
-                self.feed(key, depth + 1)
-                self.feed(value[key], depth + 1)
-        elif isinstance(value, (list, tuple, set, frozenset)):
-            items = sorted(value, key=repr) if isinstance(value, (set, frozenset)) else value
-            self.token("seq", type(value).__name__, len(items))
-            for item in items:
-                self.feed(item, depth + 1)
-        elif callable(value) and hasattr(value, "__qualname__"):  # functions, classes
-            self.token("callable", getattr(value, "__module__", ""), value.__qualname__)
-        else:  # transforms and other objects: their repr names their settings
-            self.token("object", type(value).__qualname__, _ADDRESS.sub("", repr(value)))
-
-    def feed_str(self, text: str) -> None:
-        self.token("str", text)
-        if os.sep in text or (os.altsep and os.altsep in text):
-            path = Path(text)
-            try:
-                if path.is_file() and not self._excluded(path):
-                    stat = path.stat()
-                    self.token("file", stat.st_size, stat.st_mtime_ns)
-            except OSError:  # unreadable or odd names: the path text alone counts
-                pass
-
-    def _excluded(self, path: Path) -> bool:
-        return self.exclude is not None and path.resolve().is_relative_to(self.exclude)
-
-    def feed_tensor(self, tensor: Tensor) -> None:
-        data = tensor.detach().cpu().contiguous()
-        self.token("tensor", data.dtype, tuple(data.shape))
-        nbytes = data.numel() * data.element_size()
-        if nbytes:  # hash the memory in place: no copy, no numpy needed
-            view = (ctypes.c_ubyte * nbytes).from_address(data.data_ptr())
-            self.hasher.update(view)
 
 
 def _check_arguments(batch_size: int, num_workers: int) -> None:
